@@ -1,0 +1,157 @@
+# paykit: a payments pipeline as a toolkit of small Unix programs.
+# Plain GNU make; `make help` lists the targets.
+
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+SHAREDIR ?= $(PREFIX)/share/paykit
+SYSCONFDIR ?= /etc
+DESTDIR ?=
+
+CC ?= cc
+CFLAGS ?= -O2 -g
+WARN = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+	-Wno-unused-parameter -Wno-missing-field-initializers -Wformat=2
+# CI builds with -Werror; a local build only warns.
+ifneq ($(CI),)
+WARN += -Werror
+endif
+BASEFLAGS = -std=c11 -D_GNU_SOURCE -Ilib -Ibuild -MMD -MP $(WARN)
+SAN = -fsanitize=address,undefined -fno-omit-frame-pointer \
+	-fno-sanitize-recover=undefined
+
+# Programs: payctl is cmd/payctl/*.c, every other one is cmd/NAME.c.
+PROGS = payctl devbroker mockpg
+BINS = $(PROGS:%=bin/%)
+MAN = $(wildcard man/*.[178])
+LIBSRC = $(wildcard lib/*.c)
+LIBOBJ = $(LIBSRC:%.c=build/%.o) build/migrations.o
+PAYCTLSRC = $(wildcard cmd/payctl/*.c)
+UNITSRC = $(wildcard tests/unit/test_*.c)
+UNITS = $(UNITSRC:tests/unit/%.c=build/unit/%)
+ASAN_UNITS = $(UNITSRC:tests/unit/%.c=build/asan/unit/%)
+MIGRATIONS = $(sort $(wildcard lib/migrations/*.sql))
+
+# Goals that must work before the libraries are installed (they install
+# them, or do not need them) do not read build/config.mk.
+NOCONF = clean deps check demo bench lint help uninstall test-bats fmt
+GOALS = $(or $(MAKECMDGOALS),all)
+ifneq ($(filter-out $(NOCONF),$(GOALS)),)
+include build/config.mk
+endif
+LIBFLAGS = $(DB_CFLAGS) $(KAFKA_CFLAGS) $(CURL_CFLAGS) $(JSON_CFLAGS)
+LIBS = $(DB_LIBS) $(KAFKA_LIBS) $(CURL_LIBS) $(JSON_LIBS) -lpthread -lm
+
+.PHONY: all check demo bench lint install uninstall clean deps help \
+	unit asan test-bats fmt
+.DELETE_ON_ERROR:
+
+all: $(BINS)
+
+help:
+	@echo 'targets: all check demo bench lint install uninstall clean deps fmt'
+
+build/config.mk: scripts/configure
+	@mkdir -p build
+	@scripts/configure > $@.tmp && mv $@.tmp $@
+
+build/lib/%.o: lib/%.c build/config.mk
+	@mkdir -p $(@D)
+	$(CC) $(BASEFLAGS) $(LIBFLAGS) $(MHD_CFLAGS) $(CFLAGS) -c -o $@ $<
+
+build/cmd/%.o: cmd/%.c build/config.mk
+	@mkdir -p $(@D)
+	$(CC) $(BASEFLAGS) $(LIBFLAGS) $(MHD_CFLAGS) $(CFLAGS) -c -o $@ $<
+
+# The migrations are compiled into the programs, so `payctl migrate` needs
+# no files at run time.
+build/migrations.c: $(MIGRATIONS) scripts/embed-sql
+	@mkdir -p $(@D)
+	scripts/embed-sql $(MIGRATIONS) > $@.tmp && mv $@.tmp $@
+
+build/migrations.o: build/migrations.c
+	$(CC) $(BASEFLAGS) $(CFLAGS) -c -o $@ $<
+
+build/libpaykit.a: $(LIBOBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+bin/payctl: $(PAYCTLSRC:%.c=build/%.o) build/libpaykit.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+bin/mockpg: build/cmd/mockpg.o build/libpaykit.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(MHD_LIBS) $(LIBS)
+
+bin/%: build/cmd/%.o build/libpaykit.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# Unit tests: lib/ without services, plain and under ASan and UBSan.
+build/unit/%: tests/unit/%.c build/libpaykit.a
+	@mkdir -p $(@D)
+	$(CC) $(BASEFLAGS) $(LIBFLAGS) -Itests/unit $(CFLAGS) -o $@ $^ $(LIBS)
+
+build/asan/lib/%.o: lib/%.c build/config.mk
+	@mkdir -p $(@D)
+	$(CC) $(BASEFLAGS) $(LIBFLAGS) $(SAN) -O1 -g -c -o $@ $<
+
+build/asan/libpaykit.a: $(LIBSRC:%.c=build/asan/%.o) build/migrations.o
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+build/asan/unit/%: tests/unit/%.c build/asan/libpaykit.a
+	@mkdir -p $(@D)
+	$(CC) $(BASEFLAGS) $(LIBFLAGS) -Itests/unit $(SAN) -O1 -g -o $@ $^ $(LIBS)
+
+unit: $(UNITS) $(ASAN_UNITS)
+
+deps:
+	@scripts/deps
+
+# The README's test command: installs what is missing, builds, runs the unit
+# tests (plain and sanitized) and the bats suite against the embedded stack,
+# and ends with one line "N passed, N failed".
+check:
+	@scripts/deps
+	@$(MAKE) --no-print-directory all unit
+	@tests/run
+
+demo:
+	@scripts/deps
+	@$(MAKE) --no-print-directory all
+	@scripts/demo
+
+bench:
+	@scripts/deps
+	@$(MAKE) --no-print-directory all
+	@scripts/bench
+
+lint:
+	@scripts/deps
+	@scripts/lint
+
+fmt:
+	clang-format -i lib/*.[ch] cmd/*.c cmd/payctl/*.[ch] tests/unit/*.[ch]
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 \
+		$(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(MANDIR)/man8 \
+		$(DESTDIR)$(SHAREDIR)
+	install -m 755 $(BINS) $(DESTDIR)$(BINDIR)
+	for m in $(MAN); do \
+		install -m 644 $$m $(DESTDIR)$(MANDIR)/man$${m##*.}/; done
+	install -m 644 compose/paykit.conf.example $(DESTDIR)$(SHAREDIR)/
+
+uninstall:
+	for p in $(PROGS); do rm -f $(DESTDIR)$(BINDIR)/$$p; done
+	for m in $(notdir $(MAN)); do \
+		rm -f $(DESTDIR)$(MANDIR)/man$${m##*.}/$$m; done
+	rm -f $(DESTDIR)$(SHAREDIR)/paykit.conf.example
+	-rmdir $(DESTDIR)$(SHAREDIR)
+
+clean:
+	rm -rf build bin
+
+-include $(wildcard build/*/*.d build/*/*/*.d build/*/*/*/*.d)

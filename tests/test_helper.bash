@@ -1,0 +1,55 @@
+# Shared by every bats file: `load test_helper` at the top.
+# Points PATH (built binaries first), HOME and PAY_CONFIG at the test's own
+# directory and removes stray PAY_* settings, so a test sees only what it sets.
+
+bats_require_minimum_version 1.5.0
+
+TOP=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
+export TOP
+PATH="$TOP/bin:$TOP/scripts:$PATH"
+export HOME="$BATS_FILE_TMPDIR/home"
+mkdir -p "$HOME"
+
+# Keep the stack's connection settings (exported by setup_suite), drop the rest.
+for v in $(env | sed -n 's/^\(PAY_[A-Z0-9_]*\)=.*/\1/p'); do
+	case $v in
+	PAY_DEVSTACK_DIR | PAY_DB_HOST | PAY_DB_PORT | PAY_DB_USER | PAY_DB_PASSWORD | \
+	PAY_DB_NAME | PAY_KAFKA_BROKERS | PAY_PG_URL | PAY_DB_ADMIN_SOCKET) ;;
+	*) unset "$v" ;;
+	esac
+done
+export PAY_CONFIG="$BATS_FILE_TMPDIR/none.conf"
+
+# wait_until SECONDS CMD...: run CMD every 50 ms until it succeeds; fail
+# after SECONDS.  Tests wait on a condition, never on a fixed sleep.
+wait_until() {
+	local limit=$1 start
+	shift
+	start=$(date +%s%N)
+	until "$@"; do
+		if (($(date +%s%N) - start > limit * 1000000000)); then
+			echo "wait_until: timed out after ${limit}s: $*" >&2
+			return 1
+		fi
+		sleep 0.05
+	done
+}
+
+# Exactly one line on stderr, matching the glob PATTERN.
+# Use with `run --separate-stderr`.
+assert_one_line_stderr() {
+	local n
+	n=$(printf '%s' "$stderr" | grep -c '' || true)
+	if [ "$n" -ne 1 ]; then
+		echo "expected one line on stderr, got $n:" >&2
+		printf '%s\n' "$stderr" >&2
+		return 1
+	fi
+	if [ $# -gt 0 ]; then
+		# shellcheck disable=SC2053
+		[[ $stderr == $1 ]] || {
+			echo "stderr: '$stderr' does not match '$1'" >&2
+			return 1
+		}
+	fi
+}
