@@ -18,7 +18,8 @@ for v in $(env | sed -n 's/^\(PAY_[A-Z0-9_]*\)=.*/\1/p'); do
 	*) unset "$v" ;;
 	esac
 done
-export PAY_CONFIG="$BATS_FILE_TMPDIR/none.conf"
+export PAY_CONFIG="$BATS_FILE_TMPDIR/empty.conf"
+: >"$PAY_CONFIG"
 
 # wait_until SECONDS CMD...: run CMD every 50 ms until it succeeds; fail
 # after SECONDS.  Tests wait on a condition, never on a fixed sleep.
@@ -52,4 +53,26 @@ assert_one_line_stderr() {
 			return 1
 		}
 	fi
+}
+
+# Each bats file works in its own database (paytest_<file>) and topics
+# (prefix t.<file>.), created and migrated by use_own_db in setup_file.
+use_own_db() {
+	local name
+	name=$(basename "$BATS_TEST_FILENAME" .bats | tr -c 'a-zA-Z0-9\n' _)
+	export PAY_DB_NAME="paytest_$name"
+	export PAY_TOPIC_PREFIX="t.$name."
+	sql_server "DROP DATABASE IF EXISTS $PAY_DB_NAME;
+		CREATE DATABASE $PAY_DB_NAME" || return 1
+	payctl migrate >/dev/null
+}
+
+# sql STATEMENT: run SQL in the file's database, tab-separated rows out.
+# sql_server STATEMENT: the same outside any database.
+sql() {
+	sql_server "$1" "$PAY_DB_NAME"
+}
+sql_server() {
+	mariadb --no-defaults -N -B -h "$PAY_DB_HOST" -P "$PAY_DB_PORT" \
+		-u "$PAY_DB_USER" -p"$PAY_DB_PASSWORD" -e "$1" ${2:+"$2"}
 }
