@@ -73,7 +73,8 @@ must(const char *key)
 	if (s == NULL)
 		diag_die(EX_SOFTWARE, "unknown setting '%s'", key);
 	if (!loaded)
-		diag_die(EX_SOFTWARE, "setting '%s' read before conf_load", key);
+		diag_die(
+		    EX_SOFTWARE, "setting '%s' read before conf_load", key);
 	return s;
 }
 
@@ -252,7 +253,8 @@ read_file(const char *path, bool must_exist)
 			continue;
 		eq = strchr(k, '=');
 		if (eq == NULL) {
-			diag_warn("%s:%d: expected 'key = value'", path, lineno);
+			diag_warn(
+			    "%s:%d: expected 'key = value'", path, lineno);
 			rc = EX_CONFIG;
 			break;
 		}
@@ -264,7 +266,8 @@ read_file(const char *path, bool must_exist)
 			continue;
 		}
 		if ((s = lookup(k)) == NULL) {
-			diag_warn("%s:%d: unknown setting '%s'", path, lineno, k);
+			diag_warn(
+			    "%s:%d: unknown setting '%s'", path, lineno, k);
 			rc = EX_CONFIG;
 			break;
 		}
@@ -313,7 +316,7 @@ read_password_file(struct setting *pw, const char *path)
 	}
 	if (fstat(fileno(fp), &st) == 0 && (st.st_mode & 077) != 0) {
 		diag_warn("password file '%s': readable by group or others "
-			  "(chmod 600 it)",
+		          "(chmod 600 it)",
 		    path);
 		fclose(fp);
 		return EX_CONFIG;
@@ -438,8 +441,8 @@ conf_dump(FILE *fp)
 		v = settings[i].val ? settings[i].val : settings[i].def;
 		if (settings[i].type == T_SECRET && *v != '\0')
 			v = "********";
-		fprintf(fp, "%s\"%s\":{\"value\":", i ? "," : "",
-		    settings[i].key);
+		fprintf(
+		    fp, "%s\"%s\":{\"value\":", i ? "," : "", settings[i].key);
 		dump_str(fp, v);
 		fprintf(fp, ",\"source\":\"%s\"}", srcname[settings[i].src]);
 	}
@@ -448,8 +451,8 @@ conf_dump(FILE *fp)
 		fprintf(fp, "%s", i ? "," : "");
 		dump_str(fp, kprops[i].key);
 		fputc(':', fp);
-		dump_str(fp, secret_key(kprops[i].key) ? "********"
-						       : kprops[i].value);
+		dump_str(fp,
+		    secret_key(kprops[i].key) ? "********" : kprops[i].value);
 	}
 	fputs("}}\n", fp);
 }

@@ -41,8 +41,7 @@ struct conf_kv {
 size_t conf_kafka_props(const struct conf_kv **props);
 
 /* Parsers shared with programs that validate their own flags. */
-int conf_parse_int(const char *s, long long min, long long max,
-    long long *out);
+int conf_parse_int(const char *s, long long min, long long max, long long *out);
 int conf_parse_duration(const char *s, long long *ms);
 
 /* Write every setting as one JSON object, secrets masked. */

@@ -102,7 +102,8 @@ fail_st(struct db *db, MYSQL_STMT *st)
 struct db *
 db_connect(const char *dbname, int *code, char *msg, size_t len)
 {
-	unsigned int timeout = (unsigned)((conf_ms("db_connect_timeout") + 999) / 1000);
+	unsigned int timeout =
+	    (unsigned)((conf_ms("db_connect_timeout") + 999) / 1000);
 	const char *sock = conf_str("db_socket");
 	my_bool verify = conf_bool("db_ssl_verify");
 	struct db *db;
@@ -120,17 +121,20 @@ db_connect(const char *dbname, int *code, char *msg, size_t len)
 	if (*conf_str("db_ssl_ca") != '\0')
 		mysql_options(db->my, MYSQL_OPT_SSL_CA, conf_str("db_ssl_ca"));
 	if (*conf_str("db_ssl_cert") != '\0')
-		mysql_options(db->my, MYSQL_OPT_SSL_CERT, conf_str("db_ssl_cert"));
+		mysql_options(
+		    db->my, MYSQL_OPT_SSL_CERT, conf_str("db_ssl_cert"));
 	if (*conf_str("db_ssl_key") != '\0')
-		mysql_options(db->my, MYSQL_OPT_SSL_KEY, conf_str("db_ssl_key"));
+		mysql_options(
+		    db->my, MYSQL_OPT_SSL_KEY, conf_str("db_ssl_key"));
 	if (verify)
-		mysql_options(db->my, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &verify);
+		mysql_options(
+		    db->my, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &verify);
 	snprintf(db->where, sizeof(db->where), "%s@%s:%lld/%s",
 	    conf_str("db_user"), *sock ? sock : conf_str("db_host"),
 	    *sock ? 0LL : conf_int("db_port"), dbname);
 	if (mysql_real_connect(db->my, conf_str("db_host"), conf_str("db_user"),
-		conf_str("db_password"), dbname, (unsigned)conf_int("db_port"),
-		*sock ? sock : NULL, 0) == NULL) {
+	        conf_str("db_password"), dbname, (unsigned)conf_int("db_port"),
+	        *sock ? sock : NULL, 0) == NULL) {
 		*code = db_classify(mysql_errno(db->my));
 		snprintf(msg, len, "%s", mysql_error(db->my));
 		db_close(db);
@@ -219,7 +223,8 @@ execute(struct db *db, const char *sql, const char *types, va_list ap)
 		end_result(db);
 	n = strlen(types);
 	if (n > MAXPARAMS || n != mysql_stmt_param_count(st))
-		diag_die(EX_SOFTWARE, "statement wants %lu parameters, got %zu: %s",
+		diag_die(EX_SOFTWARE,
+		    "statement wants %lu parameters, got %zu: %s",
 		    mysql_stmt_param_count(st), n, sql);
 	memset(bind, 0, sizeof(bind));
 	for (i = 0; i < n; i++) {
@@ -238,8 +243,9 @@ execute(struct db *db, const char *sql, const char *types, va_list ap)
 		case 's':
 		case 'b':
 			s = va_arg(ap, const char *);
-			lens[i] = types[i] == 'b' ? (unsigned long)va_arg(ap, size_t)
-						  : (s ? strlen(s) : 0);
+			lens[i] = types[i] == 'b'
+			    ? (unsigned long)va_arg(ap, size_t)
+			    : (s ? strlen(s) : 0);
 			bind[i].buffer_type = MYSQL_TYPE_STRING;
 			bind[i].buffer = (void *)s;
 			bind[i].buffer_length = lens[i];
@@ -247,7 +253,8 @@ execute(struct db *db, const char *sql, const char *types, va_list ap)
 			nulls[i] = s == NULL;
 			break;
 		default:
-			diag_die(EX_SOFTWARE, "bad parameter type '%c'", types[i]);
+			diag_die(
+			    EX_SOFTWARE, "bad parameter type '%c'", types[i]);
 		}
 	}
 	if (n > 0 && mysql_stmt_bind_param(st, bind) != 0)
@@ -352,7 +359,8 @@ db_next(struct db *db)
 			c->buf = xrealloc(c->buf, c->cap);
 			db->rbind[i].buffer = c->buf;
 			db->rbind[i].buffer_length = c->cap - 1;
-			if (mysql_stmt_fetch_column(db->cur, &db->rbind[i], i, 0)) {
+			if (mysql_stmt_fetch_column(
+			        db->cur, &db->rbind[i], i, 0)) {
 				rc = fail_st(db, db->cur);
 				end_result(db);
 				return -rc;

@@ -61,7 +61,8 @@ http_new(void)
 	curl_easy_setopt(h->curl, CURLOPT_WRITEDATA, h);
 	curl_easy_setopt(h->curl, CURLOPT_CONNECTTIMEOUT_MS,
 	    (long)conf_ms("pg_connect_timeout"));
-	curl_easy_setopt(h->curl, CURLOPT_TIMEOUT_MS, (long)conf_ms("pg_timeout"));
+	curl_easy_setopt(
+	    h->curl, CURLOPT_TIMEOUT_MS, (long)conf_ms("pg_timeout"));
 	curl_easy_setopt(h->curl, CURLOPT_TCP_NODELAY, 1L);
 	return h;
 }
@@ -103,8 +104,8 @@ perform(struct http *h, const char *url, struct http_reply *r)
 }
 
 int
-http_post_json(struct http *h, const char *url, const char *body,
-    struct http_reply *r)
+http_post_json(
+    struct http *h, const char *url, const char *body, struct http_reply *r)
 {
 	curl_easy_setopt(h->curl, CURLOPT_HTTPHEADER, h->headers);
 	curl_easy_setopt(h->curl, CURLOPT_POSTFIELDS, body);

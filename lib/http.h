@@ -12,12 +12,12 @@
 struct http;
 
 struct http_reply {
-	long status;	/* HTTP status, 0 when no answer came */
-	char *body;	/* NUL-terminated; the caller frees with http_free */
+	long status; /* HTTP status, 0 when no answer came */
+	char *body; /* NUL-terminated; the caller frees with http_free */
 	size_t len;
-	double ms;	/* total time of the call */
+	double ms; /* total time of the call */
 	bool timed_out;
-	char err[256];	/* why there was no answer */
+	char err[256]; /* why there was no answer */
 };
 
 struct http *http_new(void);
@@ -28,8 +28,8 @@ void http_close(struct http *h);
  * (whatever the status), else 69 (refused, unresolvable, garbage on the
  * wire) or 75 (timed out) with r->err set.
  */
-int http_post_json(struct http *h, const char *url, const char *body,
-    struct http_reply *r);
+int http_post_json(
+    struct http *h, const char *url, const char *body, struct http_reply *r);
 int http_get(struct http *h, const char *url, struct http_reply *r);
 void http_free(struct http_reply *r);
 

@@ -19,7 +19,8 @@ js_print(json_t *v)
 		diag_die(EX_SOFTWARE, "cannot encode JSON output");
 	if (fputs(s, stdout) == EOF || putchar('\n') == EOF) {
 		if (errno != EPIPE)
-			diag_warn("write to standard output: %s", strerror(errno));
+			diag_warn(
+			    "write to standard output: %s", strerror(errno));
 		rc = EX_IOERR;
 	}
 	free(s);

@@ -29,10 +29,10 @@ kq_conf(const char *client_id, char *err, size_t len)
 	char timeout[32];
 	size_t i, n;
 
-	snprintf(timeout, sizeof(timeout), "%lld",
-	    conf_ms("kafka_message_timeout"));
+	snprintf(
+	    timeout, sizeof(timeout), "%lld", conf_ms("kafka_message_timeout"));
 	if (kq_set(conf, "bootstrap.servers", conf_str("kafka_brokers"), err,
-		len) != 0 ||
+	        len) != 0 ||
 	    kq_set(conf, "client.id", client_id, err, len) != 0 ||
 	    kq_set(conf, "message.timeout.ms", timeout, err, len) != 0)
 		goto fail;

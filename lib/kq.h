@@ -17,8 +17,8 @@
 rd_kafka_conf_t *kq_conf(const char *client_id, char *err, size_t len);
 
 /* Set one property; 0, or -1 with a message in err. */
-int kq_set(rd_kafka_conf_t *conf, const char *key, const char *value,
-    char *err, size_t len);
+int kq_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *err,
+    size_t len);
 
 /* Exit code for a Kafka error: 69 unreachable, 75 retryable, 78, 70. */
 int kq_classify(rd_kafka_resp_err_t err);

@@ -58,7 +58,8 @@ topics_name(const char *topic)
 	if (*prefix == '\0')
 		return topic;
 	for (i = 0; i < 16 && cache[i].topic != NULL; i++)
-		if (cache[i].topic == topic || strcmp(cache[i].topic, topic) == 0)
+		if (cache[i].topic == topic ||
+		    strcmp(cache[i].topic, topic) == 0)
 			return cache[i].name;
 	if (i == 16)
 		return xasprintf("%s%s", prefix, topic);

@@ -1,0 +1,88 @@
+/*
+ * outbox: see outbox.h.
+ */
+#include "outbox.h"
+#include "diag.h"
+#include "js.h"
+#include "topics.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/random.h>
+#include <time.h>
+
+static const char insert_event[] =
+    "INSERT INTO outbox_event (event_key, aggregate_id, event_type, payload)"
+    " VALUES (?, ?, ?, ?)";
+
+void
+outbox_uuid(char out[37])
+{
+	unsigned char b[16];
+	size_t got = 0;
+	ssize_t n;
+
+	while (got < sizeof(b)) {
+		n = getrandom(b + got, sizeof(b) - got, 0);
+		if (n < 0)
+			diag_die(EX_SOFTWARE, "getrandom failed");
+		got += (size_t)n;
+	}
+	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+	snprintf(out, 37,
+	    "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
+	    "%02x%02x%02x%02x%02x%02x",
+	    b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10],
+	    b[11], b[12], b[13], b[14], b[15]);
+}
+
+void
+outbox_now(char out[32])
+{
+	struct timespec ts;
+	struct tm tm;
+	char buf[24];
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(
+	    out, 32, "%.19s.%06dZ", buf, (int)(ts.tv_nsec / 1000) % 1000000);
+}
+
+int
+outbox_insert(struct db *db, const char *event_type, int64_t aggregate_id,
+    json_t *payload, char key_out[37])
+{
+	char key[37], now[32];
+	const char *k;
+	char *text;
+	int rc;
+
+	k = js_getstr(payload, "eventId", NULL);
+	if (k == NULL) {
+		outbox_uuid(key);
+		json_object_set_new(payload, "eventId", json_string(key));
+		k = key;
+	}
+	if (json_object_get(payload, "eventType") == NULL)
+		json_object_set_new(
+		    payload, "eventType", json_string(event_type));
+	if (json_object_get(payload, "schemaVersion") == NULL)
+		json_object_set_new(payload, "schemaVersion",
+		    json_integer(EVENT_SCHEMA_VERSION));
+	if (json_object_get(payload, "occurredAt") == NULL) {
+		outbox_now(now);
+		json_object_set_new(payload, "occurredAt", json_string(now));
+	}
+	if (key_out != NULL)
+		snprintf(key_out, 37, "%s", k);
+	text = js_text(payload);
+	if (text == NULL)
+		diag_die(EX_SOFTWARE, "cannot encode an event payload");
+	rc = db_exec(
+	    db, insert_event, "siss", k, aggregate_id, event_type, text);
+	free(text);
+	return rc;
+}
