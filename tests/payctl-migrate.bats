@@ -110,11 +110,11 @@ fresh_db() {
 @test "a password file readable by others is refused" {
 	printf 'paypass\n' >"$BATS_TEST_TMPDIR/pw"
 	chmod 644 "$BATS_TEST_TMPDIR/pw"
-	PAY_DB_PASSWORD= PAY_DB_PASSWORD_FILE="$BATS_TEST_TMPDIR/pw" \
+	PAY_DB_PASSWORD='' PAY_DB_PASSWORD_FILE="$BATS_TEST_TMPDIR/pw" \
 		run -78 --separate-stderr payctl migrate
 	assert_one_line_stderr "*password file '$BATS_TEST_TMPDIR/pw': readable by group or others*"
 	chmod 600 "$BATS_TEST_TMPDIR/pw"
-	PAY_DB_PASSWORD= PAY_DB_PASSWORD_FILE="$BATS_TEST_TMPDIR/pw" run -0 payctl migrate
+	PAY_DB_PASSWORD='' PAY_DB_PASSWORD_FILE="$BATS_TEST_TMPDIR/pw" run -0 payctl migrate
 }
 
 @test "usage errors are exit 64 with one line" {

@@ -29,7 +29,8 @@ cmd_config(int argc, char **argv)
 		case 'X':
 			if (conf_kafka_prop(optarg) != 0)
 				return diag_usage(
-				    "option '-X': '%s' is not key=value", optarg);
+				    "option '-X': '%s' is not key=value",
+				    optarg);
 			break;
 		default:
 			return diag_badopt(c, argv);

@@ -76,7 +76,8 @@ version_of(const char *name)
 static int
 cmp_name(const void *a, const void *b)
 {
-	return strcmp(((const struct mig *)a)->name, ((const struct mig *)b)->name);
+	return strcmp(
+	    ((const struct mig *)a)->name, ((const struct mig *)b)->name);
 }
 
 static char *
@@ -131,7 +132,8 @@ load(const char *dir, struct mig **out, size_t *count)
 		}
 		while ((de = readdir(d)) != NULL) {
 			len = strlen(de->d_name);
-			if (len < 5 || strcmp(de->d_name + len - 4, ".sql") != 0)
+			if (len < 5 ||
+			    strcmp(de->d_name + len - 4, ".sql") != 0)
 				continue;
 			m = xrealloc(m, (n + 1) * sizeof(*m));
 			m[n].name = strndup(de->d_name, len - 4);
@@ -152,9 +154,10 @@ load(const char *dir, struct mig **out, size_t *count)
 	}
 	for (size_t i = 0; i < n; i++) {
 		m[i].version = version_of(m[i].name);
-		if (m[i].version < 0 || (i > 0 && m[i].version == m[i - 1].version)) {
+		if (m[i].version < 0 ||
+		    (i > 0 && m[i].version == m[i - 1].version)) {
 			diag_warn("migration '%s': name must be NNNN_name.sql "
-				  "with a unique number",
+			          "with a unique number",
 			    m[i].name);
 			return EX_CONFIG;
 		}
@@ -183,7 +186,8 @@ next_statement(char **cursor)
 		nl = strchr(s, '\n');
 		s = nl ? nl + 1 : s + strlen(s);
 		start = line + strspn(line, " \t");
-		if (strncmp(start, "--", 2) == 0 || *start == '\n' || *start == '\0')
+		if (strncmp(start, "--", 2) == 0 || *start == '\n' ||
+		    *start == '\0')
 			continue;
 		fwrite(line, 1, (size_t)(s - line), mem);
 		any = true;
@@ -230,7 +234,7 @@ apply(struct db *db, const struct mig *m, const char *sum)
 		return mig_code(rc);
 	}
 	if ((rc = db_exec(db, record_version, "ussss", m->version, m->name, sum,
-		 "applied", NULL)) != 0) {
+	         "applied", NULL)) != 0) {
 		diag_warn("record migration '%s': %s", m->name, db_error(db));
 		return mig_code(rc);
 	}
@@ -247,7 +251,8 @@ run(struct db *db, struct mig *m, size_t n, bool status_only)
 
 	for (i = 0; i < n; i++) {
 		checksum(m[i].sql, sum);
-		if ((rc = db_query(db, select_version, "u", m[i].version)) != 0) {
+		if ((rc = db_query(db, select_version, "u", m[i].version)) !=
+		    0) {
 			diag_warn("read schema_version: %s", db_error(db));
 			return rc;
 		}
@@ -256,12 +261,14 @@ run(struct db *db, struct mig *m, size_t n, bool status_only)
 			state = db_str(db, 1);
 			if (strcmp(state, "applied") == 0 &&
 			    strcmp(db_str(db, 0), sum) != 0) {
-				diag_warn("migration '%s': changed since it was "
-					  "applied; add a new migration instead",
+				diag_warn(
+				    "migration '%s': changed since it was "
+				    "applied; add a new migration instead",
 				    m[i].name);
 				return EX_CONFIG;
 			}
-			state = strcmp(state, "applied") == 0 ? "present" : "failed";
+			state = strcmp(state, "applied") == 0 ? "present"
+			                                      : "failed";
 		}
 		if (state != NULL && strcmp(state, "present") == 0) {
 			js_print(json_pack("{s:s, s:s}", "migration", m[i].name,
@@ -275,8 +282,8 @@ run(struct db *db, struct mig *m, size_t n, bool status_only)
 		}
 		if ((rc = apply(db, &m[i], sum)) != 0)
 			return rc;
-		js_print(json_pack("{s:s, s:s}", "migration", m[i].name,
-		    "status", "applied"));
+		js_print(json_pack(
+		    "{s:s, s:s}", "migration", m[i].name, "status", "applied"));
 	}
 	return 0;
 }
@@ -312,8 +319,9 @@ cmd_migrate(int argc, char **argv)
 			break;
 		case 'w':
 			if (conf_parse_int(optarg, 0, 3600, &wait) != 0)
-				return diag_usage("option '--wait': '%s' is not "
-						  "0 to 3600 seconds",
+				return diag_usage(
+				    "option '--wait': '%s' is not "
+				    "0 to 3600 seconds",
 				    optarg);
 			break;
 		default:
@@ -330,7 +338,8 @@ cmd_migrate(int argc, char **argv)
 	    (rc = -db_next(db)) > 0) {
 		diag_warn("take migration lock: %s", db_error(db));
 	} else if (db_int(db, 0) != 1) {
-		diag_warn("take migration lock: another migrate held it for %llds",
+		diag_warn(
+		    "take migration lock: another migrate held it for %llds",
 		    wait);
 		rc = EX_TEMPFAIL;
 	} else if ((rc = db_run(db, create_version)) != 0) {

@@ -85,9 +85,10 @@ flag_beats_env_beats_file(void)
 {
 	fresh();
 	setenv("PAY_CONFIG",
-	    write_file("a.conf", "# c\ndb_port = 1000\ndb_host=filehost\n"
-				 "db_name = \"quoted\"\n",
-		0600),
+	    write_file("a.conf",
+	        "# c\ndb_port = 1000\ndb_host=filehost\n"
+	        "db_name = \"quoted\"\n",
+	        0600),
 	    1);
 	setenv("PAY_DB_HOST", "envhost", 1);
 	conf_set_flag("db_port", "2000");

@@ -20,10 +20,11 @@ maps_event_types_to_topics(void)
 	CHECK_STR(topics_for_event(EV_CAPTURE_REQUESTED),
 	    "payment.capture-requested");
 	CHECK_STR(topics_for_event(EV_CAPTURED), "payment.captured");
-	CHECK_STR(topics_for_event(EV_REFUND_REQUESTED),
-	    "payment.refund-requested");
+	CHECK_STR(
+	    topics_for_event(EV_REFUND_REQUESTED), "payment.refund-requested");
 	CHECK_STR(topics_for_event(EV_REFUNDED), "payment.refunded");
-	CHECK_STR(topics_for_event(EV_SETTLEMENT_DEAD_LETTER), "settlement.dlq");
+	CHECK_STR(
+	    topics_for_event(EV_SETTLEMENT_DEAD_LETTER), "settlement.dlq");
 	CHECK(topics_for_event("PAYMENT_FROBNICATED") == NULL);
 }
 
@@ -43,7 +44,7 @@ static void
 reads_json_fields_strictly(void)
 {
 	json_t *o = json_loads("{\"a\":\"x\",\"n\":5,\"s\":\"5\",\"big\":"
-			       "1000000000000001,\"z\":\"\"}",
+	                       "1000000000000001,\"z\":\"\"}",
 	    0, NULL);
 	const char *s = NULL;
 	long long n = 0;
@@ -59,7 +60,7 @@ reads_json_fields_strictly(void)
 	CHECK(js_int(o, "n", 1, 10, true, &n, err, sizeof(err)) == 0 && n == 5);
 	CHECK(js_int(o, "s", 1, 10, true, &n, err, sizeof(err)) == -1);
 	CHECK(js_int(o, "big", 1, 1000000000000000LL, true, &n, err,
-		  sizeof(err)) == -1);
+	          sizeof(err)) == -1);
 	json_decref(o);
 }
 
@@ -79,7 +80,8 @@ static void
 classifies_kafka_errors(void)
 {
 	CHECK(kq_classify(RD_KAFKA_RESP_ERR_NO_ERROR) == 0);
-	CHECK(kq_classify(RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) == EX_UNAVAILABLE);
+	CHECK(
+	    kq_classify(RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) == EX_UNAVAILABLE);
 	CHECK(kq_classify(RD_KAFKA_RESP_ERR__MSG_TIMED_OUT) == EX_TEMPFAIL);
 	CHECK(kq_classify(RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) ==
 	    EX_CONFIG);
