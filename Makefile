@@ -34,7 +34,7 @@ MIGRATIONS = $(sort $(wildcard lib/migrations/*.sql))
 
 # Goals that must work before the libraries are installed (they install
 # them, or do not need them) do not read build/config.mk.
-NOCONF = clean deps check demo bench lint help uninstall test-bats fmt
+NOCONF = clean deps check demo bench lint help uninstall test-bats fmt fuzz
 GOALS = $(or $(MAKECMDGOALS),all)
 ifneq ($(filter-out $(NOCONF),$(GOALS)),)
 include build/config.mk
@@ -43,7 +43,7 @@ LIBFLAGS = $(DB_CFLAGS) $(KAFKA_CFLAGS) $(CURL_CFLAGS) $(JSON_CFLAGS)
 LIBS = $(DB_LIBS) $(KAFKA_LIBS) $(CURL_LIBS) $(JSON_LIBS) -lpthread -lm
 
 .PHONY: all check demo bench lint install uninstall clean deps help \
-	unit asan test-bats fmt
+	unit asan test-bats fmt fuzz fuzzers
 .DELETE_ON_ERROR:
 
 all: $(BINS)
@@ -107,6 +107,33 @@ build/asan/unit/%: tests/unit/%.c build/asan/libpaykit.a
 
 unit: $(UNITS) $(ASAN_UNITS)
 
+# libFuzzer targets for the parsers of outside data (clang).  make check
+# runs each for a few seconds; make fuzz for FUZZ_SECONDS (60) each.
+FUZZSRC = $(wildcard tests/fuzz/fuzz_*.c)
+FUZZERS = $(FUZZSRC:tests/fuzz/%.c=build/fuzz/%)
+FUZZCC = clang
+FUZZFLAGS = -std=c11 -D_GNU_SOURCE -Ilib -Ibuild -g -O1 -Wall -Wextra \
+	-Wno-unused-parameter -Wno-missing-field-initializers \
+	-fsanitize=address,undefined -fno-sanitize-recover=undefined
+
+build/fuzz/lib/%.o: lib/%.c build/config.mk
+	@mkdir -p $(@D)
+	$(FUZZCC) $(FUZZFLAGS) -fsanitize=fuzzer-no-link $(LIBFLAGS) -c -o $@ $<
+
+build/fuzz/libpaykit.a: $(LIBSRC:%.c=build/fuzz/%.o)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+build/fuzz/%: tests/fuzz/%.c build/fuzz/libpaykit.a
+	$(FUZZCC) $(FUZZFLAGS) -fsanitize=fuzzer $(LIBFLAGS) -o $@ $^ $(LIBS)
+
+fuzzers: $(FUZZERS)
+
+fuzz:
+	@scripts/deps
+	@$(MAKE) --no-print-directory fuzzers
+	@FUZZ_SECONDS=$${FUZZ_SECONDS:-60} tests/run-fuzz
+
 deps:
 	@scripts/deps
 
@@ -115,7 +142,7 @@ deps:
 # and ends with one line "N passed, N failed".
 check:
 	@scripts/deps
-	@$(MAKE) --no-print-directory all unit
+	@$(MAKE) --no-print-directory all unit fuzzers
 	@tests/run
 
 demo:
