@@ -6,6 +6,7 @@ BINDIR ?= $(PREFIX)/bin
 MANDIR ?= $(PREFIX)/share/man
 SHAREDIR ?= $(PREFIX)/share/paykit
 SYSCONFDIR ?= /etc
+SYSTEMDDIR ?= $(PREFIX)/lib/systemd/system
 DESTDIR ?=
 
 CC ?= cc
@@ -162,20 +163,39 @@ lint:
 fmt:
 	clang-format -i lib/*.[ch] cmd/*.c cmd/payctl/*.[ch] tests/unit/*.[ch]
 
+# The systemd units and timers, and the examples: settings, the systemd
+# environment file, a crontab.  They name /usr/local/bin and
+# /usr/local/share/paykit, the default PREFIX's; the installed copies get
+# this PREFIX's paths.  Nothing is written to $(SYSCONFDIR): the examples
+# are copied there by hand.
+SYSTEMD_UNITS = $(wildcard compose/systemd/*.service compose/systemd/*.timer \
+	compose/systemd/*.target)
+EXAMPLES = compose/paykit.conf.example compose/paykit.env.example \
+	compose/cron/paykit.cron
+AT_PREFIX = sed -e 's|/usr/local/bin|$(BINDIR)|g' \
+	-e 's|/usr/local/share/paykit|$(SHAREDIR)|g'
+
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 \
 		$(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(MANDIR)/man8 \
-		$(DESTDIR)$(SHAREDIR)
+		$(DESTDIR)$(SHAREDIR) $(DESTDIR)$(SYSTEMDDIR)
 	install -m 755 $(BINS) $(DESTDIR)$(BINDIR)
 	for m in $(MAN); do \
 		install -m 644 $$m $(DESTDIR)$(MANDIR)/man$${m##*.}/; done
-	install -m 644 compose/paykit.conf.example $(DESTDIR)$(SHAREDIR)/
+	for f in $(SYSTEMD_UNITS); do \
+		$(AT_PREFIX) $$f > $(DESTDIR)$(SYSTEMDDIR)/$${f##*/} && \
+		chmod 644 $(DESTDIR)$(SYSTEMDDIR)/$${f##*/} || exit 1; done
+	for f in $(EXAMPLES); do \
+		$(AT_PREFIX) $$f > $(DESTDIR)$(SHAREDIR)/$${f##*/} && \
+		chmod 644 $(DESTDIR)$(SHAREDIR)/$${f##*/} || exit 1; done
 
 uninstall:
 	for p in $(PROGS); do rm -f $(DESTDIR)$(BINDIR)/$$p; done
 	for m in $(notdir $(MAN)); do \
 		rm -f $(DESTDIR)$(MANDIR)/man$${m##*.}/$$m; done
-	rm -f $(DESTDIR)$(SHAREDIR)/paykit.conf.example
+	for f in $(notdir $(SYSTEMD_UNITS)); do \
+		rm -f $(DESTDIR)$(SYSTEMDDIR)/$$f; done
+	for f in $(notdir $(EXAMPLES)); do rm -f $(DESTDIR)$(SHAREDIR)/$$f; done
 	-rmdir $(DESTDIR)$(SHAREDIR)
 
 clean:
