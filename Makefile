@@ -21,13 +21,14 @@ BASEFLAGS = -std=c11 -D_GNU_SOURCE -Ilib -Ibuild -MMD -MP $(WARN)
 SAN = -fsanitize=address,undefined -fno-omit-frame-pointer \
 	-fno-sanitize-recover=undefined
 
-# Programs: payctl is cmd/payctl/*.c, every other one is cmd/NAME.c.
-PROGS = payctl devbroker mockpg
+# Programs: payctl and dbstat are cmd/NAME/*.c, every other one cmd/NAME.c.
+PROGS = payctl devbroker mockpg settle refund ledger-apply outbox-relay dbstat
 BINS = $(PROGS:%=bin/%)
 MAN = $(wildcard man/*.[178])
 LIBSRC = $(wildcard lib/*.c)
 LIBOBJ = $(LIBSRC:%.c=build/%.o) build/migrations.o
 PAYCTLSRC = $(wildcard cmd/payctl/*.c)
+DBSTATSRC = $(wildcard cmd/dbstat/*.c)
 UNITSRC = $(wildcard tests/unit/test_*.c)
 UNITS = $(UNITSRC:tests/unit/%.c=build/unit/%)
 ASAN_UNITS = $(UNITSRC:tests/unit/%.c=build/asan/unit/%)
@@ -78,6 +79,11 @@ build/libpaykit.a: $(LIBOBJ)
 	$(AR) rcs $@ $^
 
 bin/payctl: $(PAYCTLSRC:%.c=build/%.o) build/libpaykit.a
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# dbstat is split like payctl: cmd/dbstat/*.c.
+bin/dbstat: $(DBSTATSRC:%.c=build/%.o) build/libpaykit.a
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LIBS)
 
@@ -161,7 +167,7 @@ lint:
 	@scripts/lint
 
 fmt:
-	clang-format -i lib/*.[ch] cmd/*.c cmd/payctl/*.[ch] tests/unit/*.[ch]
+	clang-format -i lib/*.[ch] cmd/*.c cmd/*/*.[ch] tests/unit/*.[ch]
 
 # The systemd units and timers, and the examples: settings, the systemd
 # environment file, a crontab.  They name /usr/local/bin and

@@ -26,6 +26,12 @@ struct setting {
 };
 
 #define DAY_MS (86400LL * 1000)
+#define BREAKER(key, type, def, min, max)                                      \
+	{ "breaker_" key, type, def, min, max },                               \
+	    { "breaker_pg_" key, type, "", min, max },                         \
+	{                                                                      \
+		"breaker_kafka_" key, type, "", min, max                       \
+	}
 
 /* Every setting of every program; `man 7 paykit` documents them. */
 static struct setting settings[] = {
@@ -47,6 +53,52 @@ static struct setting settings[] = {
 	{ "pg_url", T_STR, "http://127.0.0.1:18080" },
 	{ "pg_connect_timeout", T_DUR, "1s", 1, DAY_MS },
 	{ "pg_timeout", T_DUR, "5s", 1, DAY_MS },
+	{ "rate_limit_authorize", T_INT, "0", 0, 1000000000 },
+	{ "rate_limit_capture", T_INT, "0", 0, 1000000000 },
+	{ "rate_limit_refund", T_INT, "0", 0, 1000000000 },
+	{ "rate_limit_window", T_DUR, "60s", 1000, DAY_MS },
+	/*
+	 * Circuit breakers: defaults for every breaker (those of the original
+	 * kafka-publisher breaker), each overridable per breaker; an empty
+	 * per-breaker value means "use the default".
+	 */
+	BREAKER("window", T_DUR, "10s", 1000, DAY_MS),
+	BREAKER("min_calls", T_INT, "5", 1, 1000000),
+	BREAKER("failure_rate", T_INT, "50", 1, 100),
+	BREAKER("slow_call_duration", T_DUR, "2s", 1, DAY_MS),
+	BREAKER("slow_call_rate", T_INT, "50", 1, 100),
+	BREAKER("wait_open", T_DUR, "30s", 1, DAY_MS),
+	BREAKER("wait_open_max", T_DUR, "", 1, DAY_MS),
+	BREAKER("half_open_calls", T_INT, "3", 1, 1000),
+	BREAKER("permit_ttl", T_DUR, "10s", 100, DAY_MS),
+	{ "consumer_batch", T_INT, "100", 1, 10000 },
+	{ "consumer_commit_interval", T_DUR, "1s", 1, DAY_MS },
+	{ "consumer_join_timeout", T_DUR, "30s", 1, DAY_MS },
+	{ "settle_group", T_STR, "settle" },
+	{ "settle_concurrency", T_INT, "16", 1, 512 },
+	{ "settle_max_retries", T_INT, "10", 0, 1000 },
+	{ "settle_retry_base", T_DUR, "2s", 1, DAY_MS },
+	{ "settle_retry_max", T_DUR, "10m", 1, DAY_MS },
+	{ "refund_group", T_STR, "refund" },
+	{ "refund_concurrency", T_INT, "16", 1, 512 },
+	{ "refund_max_retries", T_INT, "10", 0, 1000 },
+	{ "refund_retry_base", T_DUR, "2s", 1, DAY_MS },
+	{ "refund_retry_max", T_DUR, "10m", 1, DAY_MS },
+	{ "ledger_group", T_STR, "ledger-apply" },
+	{ "relay_batch", T_INT, "1000", 1, 10000 },
+	{ "relay_max_attempts", T_INT, "20", 1, 1000 },
+	{ "relay_backoff", T_DUR, "1s", 1, DAY_MS },
+	{ "relay_backoff_max", T_DUR, "5m", 1, DAY_MS },
+	{ "relay_idle_sleep", T_DUR, "10ms", 0, 10000 },
+	{ "relay_purge_batch", T_INT, "500", 1, 100000 },
+	{ "relay_stats_interval", T_DUR, "10s", 100, DAY_MS },
+	/* dbstat: thresholds of its checks, and what it looks at. */
+	{ "dbstat_max_outbox_age", T_DUR, "5m", 0, DAY_MS },
+	{ "dbstat_max_lag", T_INT, "-1", -1, 1000000000000000LL },
+	{ "dbstat_kafka_groups", T_STR, "settle,refund,ledger-apply" },
+	{ "dbstat_kafka_timeout", T_DUR, "2s", 1, DAY_MS },
+	{ "dbstat_ledger_account", T_STR, "pg_receivable" },
+	{ "dbstat_ledger_grace", T_DUR, "60s", 0, DAY_MS },
 };
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
 
@@ -191,6 +243,12 @@ validate(struct setting *s)
 {
 	const char *v = s->val ? s->val : s->def;
 
+	/* A setting whose default is empty may stay unset: num is -1. */
+	if (*v == '\0' && *s->def == '\0' && s->type != T_STR &&
+	    s->type != T_SECRET) {
+		s->num = -1;
+		return 0;
+	}
 	switch (s->type) {
 	case T_INT:
 		return conf_parse_int(v, s->min, s->max, &s->num);

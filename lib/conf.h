@@ -26,6 +26,7 @@ int conf_kafka_prop(const char *kv);
  */
 int conf_load(void);
 
+/* An integer or duration whose default is empty is -1 while unset. */
 const char *conf_str(const char *key);
 long long conf_int(const char *key);
 /* Durations are stored in milliseconds ("250ms", "5s", "2m", "1h", "7d"). */

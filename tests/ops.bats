@@ -181,7 +181,7 @@ stage_install() {
 		printf '#!/bin/sh\necho "$0 $*" >>"%s/calls"\n' "$d" >"$d/bin/$p"
 	done
 	# shellcheck disable=SC2016
-	printf '#!/bin/sh\necho "paykit_up 1"\nexit ${DBSTAT_RC:-0}\n' >"$d/bin/dbstat"
+	printf '#!/bin/sh\necho "paykit_up ${DBSTAT_RC:-0}"\nexit ${DBSTAT_RC:-0}\n' >"$d/bin/dbstat"
 	chmod +x "$d"/bin/*
 	grep -v -e '^#' -e '^[A-Z]*=' -e '^$' "$TOP/compose/cron/paykit.cron" |
 		sed -e "s|/run/lock/|$d/lock/|" -e "s|/var/lib/node_exporter/textfile_collector|$d/textfile|" |
@@ -192,12 +192,15 @@ stage_install() {
 	run -0 cat "$d/calls"
 	[[ $output == *"settle --retry-due"* && $output == *"refund --retry-due"* ]]
 	[[ $output == *"outbox-relay --purge-older-than 7d"* ]]
-	[ "$(cat "$d/textfile/paykit.prom")" = "paykit_up 1" ]
+	[ "$(cat "$d/textfile/paykit.prom")" = "paykit_up 0" ]
 
-	# A failing dbstat keeps the old file, leaves no partial one, and
-	# passes its exit code on.
+	# A failed check (1) or a dependency down (69) still publishes the
+	# metrics that say so, and passes the exit code on.
 	DBSTAT_RC=69 PATH="$d/bin:$PATH" run -69 sh -c "$(grep dbstat "$d/jobs")"
-	[ "$(cat "$d/textfile/paykit.prom")" = "paykit_up 1" ]
+	[ "$(cat "$d/textfile/paykit.prom")" = "paykit_up 69" ]
+	# Any other failure keeps the old file and leaves no partial one.
+	DBSTAT_RC=70 PATH="$d/bin:$PATH" run -70 sh -c "$(grep dbstat "$d/jobs")"
+	[ "$(cat "$d/textfile/paykit.prom")" = "paykit_up 69" ]
 	[ "$(ls "$d/textfile")" = paykit.prom ]
 }
 

@@ -7,10 +7,13 @@ setup_suite() {
 	TOP=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
 	export PAY_DEVSTACK_DIR="$BATS_RUN_TMPDIR/devstack"
 	export PAY_DEVSTACK_DB_PORT=0 PAY_DEVSTACK_PG_PORT=0
-	"$TOP/scripts/devstack" up 2>"$BATS_SUITE_TMPDIR/devstack.log" || {
-		cat "$BATS_SUITE_TMPDIR/devstack.log" >&3
+	local rc=0
+	"$TOP/scripts/devstack" up 2>"$BATS_SUITE_TMPDIR/devstack.log" || rc=$?
+	if [ "$rc" -ne 0 ]; then
+		echo "devstack up exited $rc:" >&2
+		cat "$BATS_SUITE_TMPDIR/devstack.log" >&2
 		return 1
-	}
+	fi
 	eval "$("$TOP/scripts/devstack" env)"
 }
 

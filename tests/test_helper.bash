@@ -14,7 +14,8 @@ mkdir -p "$HOME"
 for v in $(env | sed -n 's/^\(PAY_[A-Z0-9_]*\)=.*/\1/p'); do
 	case $v in
 	PAY_DEVSTACK_DIR | PAY_DB_HOST | PAY_DB_PORT | PAY_DB_USER | PAY_DB_PASSWORD | \
-	PAY_DB_NAME | PAY_KAFKA_BROKERS | PAY_PG_URL | PAY_DB_ADMIN_SOCKET) ;;
+	PAY_DB_NAME | PAY_KAFKA_BROKERS | PAY_PG_URL | PAY_DB_ADMIN_SOCKET | \
+	PAY_TOPIC_PREFIX) ;;
 	*) unset "$v" ;;
 	esac
 done

@@ -14,8 +14,15 @@ static const struct command {
 	int (*fn)(int, char **);
 	const char *summary;
 } commands[] = {
+	{ "authorize", cmd_authorize, "authorize a payment, once per key" },
+	{ "capture", cmd_capture, "request the capture of an authorization" },
+	{ "refund", cmd_refund, "request a full or partial refund" },
+	{ "show", cmd_show, "print a payment, its refunds and events" },
+	{ "list", cmd_list, "list payments by status, merchant and time" },
+	{ "breaker", cmd_breaker, "show or move the shared circuit breakers" },
 	{ "migrate", cmd_migrate, "apply the schema migrations" },
-	{ "config", cmd_config, "print the settings in effect, secrets masked" },
+	{ "config", cmd_config,
+	    "print the settings in effect, secrets masked" },
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -26,10 +33,11 @@ usage(FILE *fp)
 
 	fprintf(fp, "usage: payctl [-hV] command [args]\n\ncommands:\n");
 	for (i = 0; i < NCOMMANDS; i++)
-		fprintf(fp, "  %-10s %s\n", commands[i].name,
-		    commands[i].summary);
-	fprintf(fp, "\n'payctl command -h' shows a command's usage; "
-		    "man payctl-command has the rest.\n");
+		fprintf(
+		    fp, "  %-10s %s\n", commands[i].name, commands[i].summary);
+	fprintf(fp,
+	    "\n'payctl command -h' shows a command's usage; "
+	    "man payctl-command has the rest.\n");
 }
 
 int

@@ -1,0 +1,424 @@
+/*
+ * outbox-relay: publish every outbox event to Kafka, in order per payment,
+ * nothing lost (outbox-relay(8)).  It runs in the foreground until SIGTERM
+ * or SIGINT, or drains what is due and exits with --once (cron); with
+ * --purge-older-than it deletes old PUBLISHED rows instead.  The claiming,
+ * ordering and marking are lib/relay.c's; this file holds the options, the
+ * polling loop, the stats line and the purge.
+ */
+#include "conf.h"
+#include "db.h"
+#include "diag.h"
+#include "js.h"
+#include "relay.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const char usage_text[] =
+    "usage: outbox-relay [-1ehVv] [-b count] [-P age] [-X key=value] ...\n";
+
+/* Pauses after an outage: doubled from the first up to the last. */
+#define OUTAGE_PAUSE_MIN_MS 250
+#define OUTAGE_PAUSE_MAX_MS 5000
+/* After a deadlock or lock wait timeout, before the next claim. */
+#define RETRY_PAUSE_MS 100
+
+static const char max_id_sql[] =
+    "SELECT COALESCE(MAX(event_id), 0) FROM outbox_event";
+static const char pending_sql[] =
+    "SELECT COUNT(*), MIN(event_id) FROM outbox_event"
+    " WHERE status = 'PENDING'";
+static const char age_sql[] =
+    "SELECT TIMESTAMPDIFF(MICROSECOND, created_at, NOW(6))"
+    " FROM outbox_event WHERE event_id = ?";
+static const char dead_sql[] =
+    "SELECT COUNT(*) FROM outbox_event WHERE status = 'DEAD'";
+/*
+ * Purging picks ids with a plain read of the (status, published_at) index,
+ * then deletes them by primary key: no lock on any other row.
+ */
+static const char purge_pick_sql[] =
+    "SELECT event_id FROM outbox_event FORCE INDEX (ix_outbox_published)"
+    " WHERE status = 'PUBLISHED'"
+    " AND published_at < NOW(6) - INTERVAL ? MICROSECOND"
+    " ORDER BY published_at LIMIT ?";
+static const char purge_sql[] =
+    "DELETE o FROM JSON_TABLE(?, '$[*]' COLUMNS (id BIGINT PATH '$')) AS j"
+    " STRAIGHT_JOIN outbox_event o FORCE INDEX (PRIMARY)"
+    " ON o.event_id = j.id WHERE o.status = 'PUBLISHED'";
+
+struct opts {
+	bool once, exit_status;
+	long long purge_ms; /* -1: not purging */
+};
+
+static volatile sig_atomic_t stopping;
+
+static void
+on_signal(int sig)
+{
+	stopping = sig;
+}
+
+static void
+catch_signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	/* Restarted: a signal must not break a read from the database. */
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+}
+
+static double
+now_s(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* Sleep ms, in slices, returning early once a signal asks to stop. */
+static void
+pause_ms(long long ms)
+{
+	struct timespec t;
+	long long slice;
+
+	while (ms > 0 && !stopping) {
+		slice = ms > 100 ? 100 : ms;
+		t.tv_sec = (time_t)(slice / 1000);
+		t.tv_nsec = (long)(slice % 1000) * 1000000L;
+		nanosleep(&t, NULL);
+		ms -= slice;
+	}
+}
+
+/*
+ * One stats line from the counters and the table.
+ * Counting PENDING scans the ix_outbox_due range: cheap at an interval.
+ */
+static void
+stats(struct db *db, const struct relay_counts *c, struct relay_counts *last,
+    double secs)
+{
+	long long pending = -1, dead = -1, age_us = 0;
+	int64_t oldest = 0;
+
+	if (db_query(db, pending_sql, "") == 0 && db_next(db) == 1) {
+		pending = db_int(db, 0);
+		oldest = db_int(db, 1);
+		while (db_next(db) == 1)
+			;
+	}
+	if (oldest > 0 && db_query(db, age_sql, "i", oldest) == 0 &&
+	    db_next(db) == 1) {
+		age_us = db_int(db, 0);
+		while (db_next(db) == 1)
+			;
+	}
+	if (db_query(db, dead_sql, "") == 0 && db_next(db) == 1) {
+		dead = db_int(db, 0);
+		while (db_next(db) == 1)
+			;
+	}
+	diag_warn("%.1f published/s, %llu published, %llu dead-lettered, "
+	          "%llu failed, %llu held; table: %lld pending, oldest "
+	          "%.3fs, %lld dead",
+	    secs > 0 ? (double)(c->published - last->published) / secs : 0.0,
+	    (unsigned long long)c->published, (unsigned long long)c->dead,
+	    (unsigned long long)c->failed, (unsigned long long)c->held, pending,
+	    (double)age_us / 1e6, dead);
+	*last = *c;
+}
+
+static int
+summary(const struct relay_counts *c)
+{
+	return js_print(json_pack("{s:I, s:I, s:I, s:I, s:I}", "published",
+	    (json_int_t)c->published, "dead_lettered", (json_int_t)c->dead,
+	    "failed", (json_int_t)c->failed, "held", (json_int_t)c->held,
+	    "batches", (json_int_t)c->batches));
+}
+
+/* The exit code of a run that ended without an error of its own. */
+static int
+run_code(const struct opts *o, const struct relay_counts *c)
+{
+	if (!o->once)
+		return 0;
+	if (c->failed > 0)
+		return EX_TEMPFAIL;
+	if (o->exit_status && c->dead > 0)
+		return EX_MISMATCH;
+	return 0;
+}
+
+static int
+relay_loop(struct db *db, const struct opts *o)
+{
+	struct relay_opts ro = { .batch = conf_int("relay_batch"),
+		.max_attempts = conf_int("relay_max_attempts"),
+		.backoff_ms = conf_ms("relay_backoff"),
+		.backoff_max_ms = conf_ms("relay_backoff_max"),
+		.max_id = INT64_MAX };
+	long long idle = conf_ms("relay_idle_sleep"), outage = 0;
+	double interval = (double)conf_ms("relay_stats_interval") / 1000;
+	struct relay_counts c = { 0 }, last = { 0 }, before;
+	enum relay_outcome out;
+	double tick = now_s();
+	struct relay *r;
+	char err[1024];
+	int rc;
+
+	/* Bounded, so that cron runs end; late rows below it still count. */
+	if (o->once) {
+		if ((rc = db_query(db, max_id_sql, "")) != 0 ||
+		    (rc = -db_next(db)) > 0) {
+			diag_warn("read outbox_event on '%s': %s", db_where(db),
+			    db_error(db));
+			return rc;
+		}
+		ro.max_id = db_int(db, 0);
+		while (db_next(db) == 1)
+			;
+	}
+	if ((r = relay_new(db, &ro, &rc, err, sizeof(err))) == NULL) {
+		diag_warn("%s", err);
+		return rc;
+	}
+	diag_info(1, "publishing from '%s' to '%s', batches of %lld",
+	    db_where(db), conf_str("kafka_brokers"), ro.batch);
+	while (!stopping) {
+		if (diag_verbose > 0 && now_s() - tick >= interval) {
+			stats(db, &c, &last, now_s() - tick);
+			tick = now_s();
+		}
+		before = c;
+		if ((rc = relay_batch(r, &c, &out)) != 0) {
+			diag_warn("%s", relay_error(r));
+			if (rc == EX_TEMPFAIL && !o->once) {
+				pause_ms(RETRY_PAUSE_MS);
+				continue;
+			}
+			break;
+		}
+		if (out == RELAY_OUTAGE) {
+			diag_warn("kafka '%s': %s", conf_str("kafka_brokers"),
+			    relay_error(r));
+			if (o->once) {
+				rc = relay_outage_code(r);
+				break;
+			}
+			outage = outage ? outage * 2 : OUTAGE_PAUSE_MIN_MS;
+			if (outage > OUTAGE_PAUSE_MAX_MS)
+				outage = OUTAGE_PAUSE_MAX_MS;
+			pause_ms(outage);
+			continue;
+		}
+		if (out == RELAY_PAUSED) {
+			pause_ms(OUTAGE_PAUSE_MIN_MS);
+			continue;
+		}
+		if (outage > 0)
+			diag_warn("kafka '%s': delivering again",
+			    conf_str("kafka_brokers"));
+		outage = 0;
+		if (o->once) {
+			/*
+			 * Done when nothing is due, or nothing moved and
+			 * nothing waited for an earlier event (held rows
+			 * were pushed back, so the next claim sees others).
+			 */
+			if (c.claimed == before.claimed ||
+			    (c.published + c.dead ==
+			            before.published + before.dead &&
+			        c.held == before.held))
+				break;
+			continue;
+		}
+		/* A full batch means more is waiting: claim again at once. */
+		if (c.claimed - before.claimed < (uint64_t)ro.batch)
+			pause_ms(idle);
+	}
+	relay_free(r);
+	if (diag_verbose > 0)
+		stats(db, &c, &last, now_s() - tick);
+	if (o->once && summary(&c) != 0 && rc == 0)
+		rc = EX_IOERR;
+	return rc != 0 ? rc : run_code(o, &c);
+}
+
+/* The ids of up to batch purgeable rows as a JSON array; 0 or a db code. */
+static int
+purge_pick(
+    struct db *db, long long age_ms, long long batch, char **ids, uint64_t *n)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *mem = open_memstream(&buf, &len);
+	int rc;
+
+	*n = 0;
+	fputc('[', mem);
+	rc = db_query(
+	    db, purge_pick_sql, "ii", (int64_t)age_ms * 1000, (int64_t)batch);
+	if (rc == 0) {
+		while ((rc = db_next(db)) == 1)
+			fprintf(mem, "%s%s", (*n)++ ? "," : "", db_str(db, 0));
+		rc = -rc;
+	}
+	fputc(']', mem);
+	fclose(mem);
+	*ids = buf;
+	return rc;
+}
+
+/* Delete old PUBLISHED rows in small autocommitted batches. */
+static int
+purge(struct db *db, long long age_ms)
+{
+	long long batch = conf_int("relay_purge_batch");
+	uint64_t total = 0, n;
+	char *ids;
+	int rc;
+
+	if ((rc = relay_session(db)) != 0) {
+		diag_warn("set up the session on '%s': %s", db_where(db),
+		    db_error(db));
+		return rc;
+	}
+	do {
+		if ((rc = purge_pick(db, age_ms, batch, &ids, &n)) == 0 &&
+		    n > 0)
+			rc = db_exec(db, purge_sql, "s", ids);
+		free(ids);
+		if (rc != 0) {
+			diag_warn("purge outbox_event on '%s': %s",
+			    db_where(db), db_error(db));
+			break;
+		}
+		if (n == 0)
+			break;
+		total += db_affected(db);
+		diag_info(1, "purged %llu rows", (unsigned long long)total);
+	} while (n == (uint64_t)batch && !stopping);
+	if (js_print(json_pack("{s:I}", "purged", (json_int_t)total)) != 0 &&
+	    rc == 0)
+		rc = EX_IOERR;
+	return rc;
+}
+
+static int
+parse_args(int argc, char **argv, struct opts *o)
+{
+	static const struct option longopts[] = {
+		{ "once", no_argument, NULL, '1' },
+		{ "batch", required_argument, NULL, 'b' },
+		{ "exit-status", no_argument, NULL, 'e' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "purge-older-than", required_argument, NULL, 'P' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *batch = NULL;
+	int c;
+
+	o->purge_ms = -1;
+	while ((c = getopt_long(argc, argv, ":1b:ehP:vVX:", longopts, NULL)) !=
+	    -1) {
+		switch (c) {
+		case '1':
+			o->once = true;
+			break;
+		case 'b':
+			batch = optarg;
+			break;
+		case 'e':
+			o->exit_status = true;
+			break;
+		case 'h':
+			fputs(usage_text, stdout);
+			exit(diag_close_stdout());
+		case 'P':
+			if (conf_parse_duration(optarg, &o->purge_ms) != 0 ||
+			    o->purge_ms > 36500 * 86400000LL)
+				return diag_usage(
+				    "option '--purge-older-than':"
+				    " '%s' is not a duration such "
+				    "as 7d",
+				    optarg);
+			break;
+		case 'v':
+			diag_verbose++;
+			break;
+		case 'V':
+			diag_version();
+			exit(diag_close_stdout());
+		case 'X':
+			if (conf_kafka_prop(optarg) != 0)
+				return diag_usage("option '-X': '%s' is not "
+				                  "key=value",
+				    optarg);
+			break;
+		default:
+			return diag_badopt(c, argv);
+		}
+	}
+	if (optind < argc)
+		return diag_usage("unexpected argument '%s'", argv[optind]);
+	if (o->purge_ms >= 0 && (o->once || o->exit_status))
+		return diag_usage("option '--purge-older-than' does not go "
+		                  "with '--%s'",
+		    o->once ? "once" : "exit-status");
+	if (o->exit_status && !o->once)
+		return diag_usage("option '--exit-status' needs '--once'");
+	if (batch != NULL)
+		conf_set_flag(
+		    o->purge_ms >= 0 ? "relay_purge_batch" : "relay_batch",
+		    batch);
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct opts o = { 0 };
+	struct db *db;
+	char msg[512];
+	int rc;
+
+	diag_init(argv[0]);
+	diag_ignore_sigpipe();
+	if ((rc = parse_args(argc, argv, &o)) != 0)
+		return rc;
+	if ((rc = conf_load()) != 0)
+		return rc;
+	if ((db = db_connect(NULL, &rc, msg, sizeof(msg))) == NULL) {
+		diag_warn("connect to '%s:%lld': %s", conf_str("db_host"),
+		    conf_int("db_port"), msg);
+		return rc;
+	}
+	catch_signals();
+	if (o.purge_ms >= 0)
+		rc = purge(db, o.purge_ms);
+	else
+		rc = relay_loop(db, &o);
+	db_close(db);
+	if (diag_close_stdout() != 0 && rc == 0)
+		rc = EX_IOERR;
+	return rc;
+}

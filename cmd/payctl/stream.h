@@ -1,0 +1,101 @@
+/*
+ * stream: what the two halves of payctl authorize - share: a request on
+ * its way through the pipeline (authorize-stream.c runs the threads and the
+ * gateway calls, authorize-batch.c the batched statements).
+ */
+#ifndef PAYCTL_STREAM_H
+#define PAYCTL_STREAM_H
+
+#include "payctl.h"
+
+#include <stddef.h>
+
+struct sreq {
+	struct sreq *next;
+	struct auth a; /* points into the buffers below */
+	long line;
+	json_t *rid; /* requestId as given, or NULL */
+	char merchant[33];
+	char key[65];
+	char currency[4];
+	/* Gateway call. */
+	char *body;
+	char *reply;
+	size_t len, cap;
+	struct pg_result res;
+	struct breaker_call bc;
+	/* Batch bookkeeping. */
+	int state;
+};
+
+/* sreq.state after a batch statement. */
+enum { SR_NEW, SR_OWNED, SR_OTHER, SR_DONE, SR_SLOW, SR_LOST };
+
+/* authorize-input.c */
+#define LINE_MAX_BYTES 65536
+
+struct lines {
+	char *buf;
+	size_t len, off, cap;
+	long lineno;
+	bool eof;
+	bool skipping; /* the line was longer than LINE_MAX_BYTES */
+};
+
+enum { L_LINE, L_NONE, L_EOF };
+
+/*
+ * The next line of standard input in *out.  L_NONE when none is complete
+ * and (without block) no more input is ready; L_EOF at the end.
+ */
+int lines_next(struct lines *L, bool block, char **out);
+
+/*
+ * The request of one line, or NULL with why in err and the line's
+ * requestId, when it had a good one, in *rid (the caller's).
+ */
+struct sreq *sreq_parse(
+    long lineno, const char *s, char *err, size_t errlen, json_t **rid);
+void sreq_free(struct sreq *r);
+
+/* A database connection that reconnects after the server went away. */
+struct conn {
+	struct db *db;
+	int code; /* last connect failure */
+	char msg[512];
+};
+
+int conn_use(struct conn *c);
+void conn_fail(struct conn *c, int rc);
+
+/*
+ * Claim the keys of v[0..n) with one multi-row insert: requests whose row
+ * was inserted become SR_OWNED (payment_id, token, created_at set); the
+ * others SR_OTHER.  Returns 0 or a db exit code.
+ */
+int batch_claim(struct db *db, struct sreq **v, size_t n);
+
+/*
+ * Look up the rows holding the keys of the SR_OTHER requests of v.  Each
+ * gets its outcome from decide(): replay, conflict, or SR_SLOW for a row
+ * still PENDING or gone.
+ */
+int batch_existing(struct db *db, struct sreq **v, size_t n,
+    void (*decide)(struct sreq *, const struct payment *));
+
+/* Delete the PENDING claims of v (their gateway call failed or was refused). */
+int batch_release(struct db *db, struct sreq **v, size_t n);
+
+/*
+ * Record the gateway's outcomes of v in one transaction: the guarded
+ * updates, the outbox events of the approved ones, and the release of the
+ * failed ones.  A request whose claim was taken over meanwhile becomes
+ * SR_LOST and is left alone.  Returns 0 or a db exit code (nothing
+ * written).
+ */
+int batch_finish(struct db *db, struct sreq **v, size_t n);
+
+/* The status an outcome records. */
+const char *batch_status(const struct sreq *r);
+
+#endif

@@ -1,0 +1,215 @@
+/*
+ * consumer: what the workers (settle, refund, ledger-apply) share.
+ *
+ * The Kafka consumer-group loop and its commit protocol: messages are
+ * applied in batches, each batch in one database transaction that also
+ * records every event in processed_event; offsets are committed to Kafka
+ * only after that transaction has committed.  Delivery is at least once,
+ * the effect exactly once: a redelivered event finds its processed_event
+ * row and is skipped.  A message that cannot be applied is dead-lettered:
+ * a record with the original message, its topic, partition and offset and
+ * the error goes to the outbox, in a transaction that also marks the
+ * message processed, and the loop moves on.
+ *
+ * The pool of gateway callers: threads, each with its own database
+ * connection and HTTP client, that claim due rows (first attempts and
+ * retries alike) and call the gateway outside any transaction.
+ *
+ * And the pure pieces around both: strict event field readers, retry
+ * backoff, keys for messages without an eventId, timestamp formats.
+ */
+#ifndef PAYKIT_CONSUMER_H
+#define PAYKIT_CONSUMER_H
+
+#include "db.h"
+#include "http.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A handler's answer for a message it will not apply: dead-letter it. */
+#define CONSUMER_REJECT (-1)
+/* A transaction body's answer for "nothing to do": roll back, no error. */
+#define CONSUMER_ABANDON (-2)
+
+/* Dead-letter errorType values. */
+#define CE_NOT_JSON "NOT_JSON"
+#define CE_MISSING_FIELD "MISSING_FIELD"
+#define CE_BAD_FIELD "BAD_FIELD"
+#define CE_WRONG_EVENT_TYPE "WRONG_EVENT_TYPE"
+#define CE_UNKNOWN_PAYMENT "UNKNOWN_PAYMENT"
+#define CE_UNKNOWN_REFUND "UNKNOWN_REFUND"
+#define CE_AMOUNT_MISMATCH "AMOUNT_MISMATCH"
+#define CE_CURRENCY_MISMATCH "CURRENCY_MISMATCH"
+#define CE_INVALID_STATE "INVALID_STATE"
+#define CE_PROCESSING_ERROR "PROCESSING_ERROR"
+#define CE_RETRIES_EXHAUSTED "RETRIES_EXHAUSTED"
+
+/* Why a message cannot be applied: errorType and errorMessage. */
+struct consumer_error {
+	char type[32];
+	char message[480];
+};
+
+/* Fill e; returns CONSUMER_REJECT. */
+int consumer_reject(struct consumer_error *e, const char *type, const char *fmt,
+    ...) __attribute__((format(printf, 3, 4)));
+
+/* A message being handled. */
+struct consumer_msg {
+	const char *topic; /* as consumed, prefix included */
+	int32_t partition;
+	int64_t offset;
+	const char *key; /* NULL when the message has none */
+	size_t keylen;
+	const char *payload;
+	size_t len;
+	json_t *event; /* the payload, a JSON object */
+	const char *event_id; /* eventId, a UUID */
+	int64_t payment_id; /* set by the handler once known, for the DLQ */
+};
+
+/* A topic to consume and the eventType its messages must carry. */
+struct consumer_topic {
+	const char *topic; /* without the prefix */
+	const char *event_type;
+};
+
+struct consumer_opts {
+	const char *name; /* processed_event.consumer, client.id, logs */
+	const char *group;
+	const struct consumer_topic *topics;
+	size_t ntopics;
+	const char *dlq_event; /* event type of dead-letter records */
+	bool once; /* stop when every assigned partition is at its end */
+	long long max_messages; /* stop after this many; 0: no limit */
+	/*
+	 * Apply one message inside the open transaction: 0, CONSUMER_REJECT
+	 * with e filled, or an exit code.  A batch may be rolled back and
+	 * applied again, so a handler acts on the database only.
+	 */
+	int (*handle)(struct db *db, struct consumer_msg *m,
+	    struct consumer_error *e, void *arg);
+	/* Called after each batch has committed; may be NULL. */
+	void (*committed)(void *arg);
+	void *arg;
+};
+
+/*
+ * Install the SIGTERM and SIGINT handlers: a signal asks every loop to
+ * finish what it is doing and return.
+ */
+void consumer_signals(void);
+/* Ask every loop to stop, as a signal would. */
+void consumer_stop(void);
+bool consumer_stopping(void);
+/* The signal that stopped us, or 0. */
+int consumer_signal(void);
+/* Sleep up to ms, less if a stop is asked for. */
+void consumer_sleep(long long ms);
+
+/*
+ * Connect to the database for a worker (READ COMMITTED, so that claims
+ * take no gap locks).  NULL after a message naming the server.
+ */
+struct db *consumer_connect(int *code);
+
+/*
+ * Run the consumer loop until a stop is asked for, --once is done, or
+ * max_messages have been handled; commit the offsets of what was applied
+ * and close.  *db may be replaced by a new connection after a lost one.
+ * Returns 0 or an exit code, after a message.
+ */
+int consumer_run(const struct consumer_opts *o, struct db **db);
+
+/* A pool thread's connections. */
+struct consumer_pool;
+struct consumer_worker {
+	struct db *db;
+	struct http *http;
+	int id;
+	struct consumer_pool *pool;
+};
+
+/*
+ * Run body in a transaction on w's connection: begin, body, commit.  A
+ * deadlock or a lost connection is retried a few times (reconnecting);
+ * body's other answers (an exit code, CONSUMER_ABANDON) roll back and are
+ * returned.
+ */
+int consumer_tx(struct consumer_worker *w,
+    int (*body)(struct db *db, void *arg), void *arg);
+
+/*
+ * Claim and process one due item: 1 when one was processed, 0 when
+ * nothing is due, or an exit code.  cutoff is a database timestamp
+ * ("YYYY-MM-DD HH:MM:SS.ffffff") bounding what is due, or NULL for now.
+ */
+typedef int (*consumer_work_fn)(
+    struct consumer_worker *w, const char *cutoff, void *arg);
+
+/*
+ * Start n threads calling fn until consumer_pool_stop(); an idle thread
+ * polls every idle_ms or when kicked.  NULL with *code set after a message
+ * when a connection cannot be made.
+ */
+struct consumer_pool *consumer_pool_start(
+    int n, consumer_work_fn fn, void *arg, long long idle_ms, int *code);
+/* Wake idle threads: work was just made due. */
+void consumer_pool_kick(struct consumer_pool *p);
+/* Stop after the calls in flight and join: 0 or the first exit code. */
+int consumer_pool_stop(struct consumer_pool *p);
+
+/*
+ * One pass: n threads process what is due at the database's current
+ * time, each item at most once, then return.  0 or the first exit code.
+ */
+int consumer_pool_pass(
+    int n, consumer_work_fn fn, void *arg, struct db *db, long long *done);
+
+/* Pure helpers, unit-tested. */
+
+/* Required fields, strictly typed: 0, or CONSUMER_REJECT with e filled. */
+int consumer_int(const json_t *o, const char *key, long long min, long long max,
+    long long *out, struct consumer_error *e);
+int consumer_str(const json_t *o, const char *key, size_t maxlen,
+    const char **out, struct consumer_error *e);
+
+/* Whether s is a UUID in its 36-character text form. */
+bool consumer_uuid_ok(const char *s);
+
+/*
+ * The dedup key of a message without a usable eventId, from where it was
+ * read: UUID-shaped, the same for the same topic, partition and offset.
+ */
+void consumer_offset_key(
+    const char *topic, int32_t partition, int64_t offset, char out[37]);
+
+/*
+ * Delay before the next attempt after failures failed attempts (>= 1):
+ * base doubled per failure, at most cap, with "equal jitter" (half fixed,
+ * half random from r in [0, 1)).  Milliseconds, at least 1.
+ */
+long long consumer_backoff(
+    long long base, long long cap, long long failures, double r);
+
+/*
+ * ISO-8601 UTC ("2026-11-21T08:00:00.123456Z", fraction optional) to the
+ * database's "2026-11-21 08:00:00.123456"; -1 if iso is not that form.
+ */
+int consumer_sqltime(const char *iso, char out[27]);
+/* The database's timestamp text to ISO-8601 UTC; NULL gives "". */
+void consumer_isotime(const char *sql, char out[32]);
+
+/*
+ * The dead-letter record of a message: originalTopic, partition, offset,
+ * key, payload (the message as a string; payloadBase64 instead when it is
+ * not UTF-8), errorType, errorMessage, consumer, group, timestamp, and
+ * originalEventId and paymentId when known.
+ */
+json_t *consumer_dlq_record(const struct consumer_msg *m, const char *name,
+    const char *group, const struct consumer_error *e);
+
+#endif
