@@ -22,7 +22,7 @@ SAN = -fsanitize=address,undefined -fno-omit-frame-pointer \
 	-fno-sanitize-recover=undefined
 
 # Programs: payctl and dbstat are cmd/NAME/*.c, every other one cmd/NAME.c.
-PROGS = payctl devbroker mockpg settle refund ledger-apply outbox-relay dbstat
+PROGS = payctl devbroker mockpg settle refund ledger-apply outbox-relay dbstat loadgen cbtest
 BINS = $(PROGS:%=bin/%)
 MAN = $(wildcard man/*.[178])
 LIBSRC = $(wildcard lib/*.c)

@@ -76,6 +76,11 @@ static const char add_refunded[] =
 static const char set_status[] =
     "UPDATE payment SET status = ?"
     " WHERE payment_id = ? AND status = 'REFUND_REQUESTED'";
+/* The breaker refused the call: try again later, no attempt spent. */
+static const char set_deferred[] =
+    "UPDATE refund_request SET status = 'FAILED', pg_response_code = ?,"
+    " pg_response_message = ?, next_retry_at = NOW(6) + INTERVAL ? MICROSECOND"
+    " WHERE id = ? AND status = 'PENDING' AND next_retry_at = ?";
 static const char set_failed[] =
     "UPDATE refund_request SET status = 'FAILED',"
     " retry_count = retry_count + 1, pg_response_code = ?,"
@@ -394,6 +399,18 @@ failure_tx(struct db *db, void *arg)
 	const char *code = j->res.code[0] ? j->res.code : "PG_ERROR";
 	int rc;
 
+	if (strcmp(code, "CIRCUIT_OPEN") == 0) {
+		j->delay_ms = consumer_backoff(j->s->base_ms, j->s->cap_ms, 1,
+		    (double)random() / ((double)RAND_MAX + 1));
+		if ((rc = db_exec(db, set_deferred, "ssiis", code,
+		         j->res.message, (int64_t)(j->delay_ms * 1000), j->id,
+		         j->token)) != 0)
+			return rc;
+		if (db_affected(db) == 0)
+			return CONSUMER_ABANDON;
+		j->outcome = "deferred";
+		return 0;
+	}
 	if (j->failures + 1 > j->s->max_retries) {
 		snprintf(j->why, sizeof(j->why),
 		    "gave up after %lld attempts: %s", j->failures + 1,
@@ -429,15 +446,15 @@ call_gateway(struct consumer_worker *w, struct job *j)
 	char key[64];
 
 	memset(&q, 0, sizeof(q));
-	snprintf(key, sizeof(key), "refund-%lld", (long long)j->id);
+	/* Unique wherever the gateway is shared, as settle's. */
+	snprintf(key, sizeof(key), "refund-%.36s-%lld", j->txn, (long long)j->id);
 	q.payment_id = j->payment_id;
 	q.txn = j->txn;
 	q.amount = j->amount;
 	q.currency = j->currency;
 	q.reason = j->reason;
 	q.key = key;
-	/* The pg circuit breaker wraps this call. */
-	pg_call(w->http, PG_REFUND, &q, &j->res);
+	consumer_pg_call(w->http, PG_REFUND, &q, &j->res);
 }
 
 static void
@@ -448,6 +465,10 @@ log_job(const struct job *j)
 		          "(attempt %lld); payment %s",
 		    (long long)j->payment_id, (long long)j->id, j->outcome,
 		    j->res.cancel_txn, j->failures + 1, j->newstatus);
+	else if (strcmp(j->outcome, "deferred") == 0)
+		diag_info(1, "refund %lld: %s; next in %lld.%03llds",
+		    (long long)j->id, j->res.message, j->delay_ms / 1000,
+		    j->delay_ms % 1000);
 	else if (strcmp(j->outcome, "failed") == 0)
 		diag_warn("payment %lld: refund %lld attempt %lld failed: %s "
 		          "%s; next in %lld.%03llds",
@@ -497,6 +518,7 @@ finish(struct db *db, int rc)
 	if (consumer_signal() != 0)
 		diag_warn("stopped on %s",
 		    consumer_signal() == SIGTERM ? "SIGTERM" : "SIGINT");
+	consumer_pg_close();
 	db_close(db);
 	return rc;
 }
@@ -588,6 +610,10 @@ main(int argc, char **argv)
 	consumer_signals();
 	if ((db = consumer_connect(&rc)) == NULL)
 		return rc;
+	if ((rc = consumer_pg_open()) != 0) {
+		db_close(db);
+		return rc;
+	}
 	n = conf_int("refund_concurrency");
 	if (retry_due) {
 		rc = consumer_pool_pass((int)n, due, &s, db, NULL);

@@ -66,6 +66,11 @@ static const char set_success[] =
 static const char set_captured[] =
     "UPDATE payment SET status = 'CAPTURED', captured_amount = ?"
     " WHERE payment_id = ? AND status = 'CAPTURE_REQUESTED'";
+/* The breaker refused the call: try again later, no attempt spent. */
+static const char set_deferred[] =
+    "UPDATE settlement_request SET status = 'FAILED', pg_response_code = ?,"
+    " pg_response_message = ?, next_retry_at = NOW(6) + INTERVAL ? MICROSECOND"
+    " WHERE id = ? AND status = 'PENDING' AND next_retry_at = ?";
 static const char set_failed[] =
     "UPDATE settlement_request SET status = 'FAILED',"
     " retry_count = retry_count + 1, pg_response_code = ?,"
@@ -333,6 +338,18 @@ failure_tx(struct db *db, void *arg)
 
 	if ((rc = lock(db, lock_payment, j->payment_id)) != 0)
 		return rc;
+	if (strcmp(code, "CIRCUIT_OPEN") == 0) {
+		j->delay_ms = consumer_backoff(j->s->base_ms, j->s->cap_ms, 1,
+		    (double)random() / ((double)RAND_MAX + 1));
+		if ((rc = db_exec(db, set_deferred, "ssiis", code,
+		         j->res.message, (int64_t)(j->delay_ms * 1000), j->id,
+		         j->token)) != 0)
+			return rc;
+		if (db_affected(db) == 0)
+			return CONSUMER_ABANDON;
+		j->outcome = "deferred";
+		return 0;
+	}
 	if (j->failures + 1 > j->s->max_retries) {
 		snprintf(j->why, sizeof(j->why),
 		    "gave up after %lld attempts: %s", j->failures + 1,
@@ -366,14 +383,17 @@ call_gateway(struct consumer_worker *w, struct job *j)
 	char key[64];
 
 	memset(&q, 0, sizeof(q));
-	snprintf(key, sizeof(key), "settle-%lld", (long long)j->payment_id);
+	/*
+	 * The gateway dedupes by this key, so it must be unique wherever
+	 * the gateway is shared: the authorization's transaction id is.
+	 */
+	snprintf(key, sizeof(key), "settle-%.56s", j->txn);
 	q.payment_id = j->payment_id;
 	q.txn = j->txn;
 	q.amount = j->amount;
 	q.currency = j->currency;
 	q.key = key;
-	/* The pg circuit breaker wraps this call. */
-	pg_call(w->http, PG_SETTLE, &q, &j->res);
+	consumer_pg_call(w->http, PG_SETTLE, &q, &j->res);
 }
 
 static void
@@ -383,6 +403,10 @@ log_job(const struct job *j)
 		diag_warn(
 		    "payment %lld: settled, transaction %s (attempt %lld)",
 		    (long long)j->payment_id, j->res.txn, j->failures + 1);
+	else if (strcmp(j->outcome, "deferred") == 0)
+		diag_info(1, "payment %lld: %s; next in %lld.%03llds",
+		    (long long)j->payment_id, j->res.message,
+		    j->delay_ms / 1000, j->delay_ms % 1000);
 	else if (strcmp(j->outcome, "failed") == 0)
 		diag_warn("payment %lld: attempt %lld failed: %s %s; next in "
 		          "%lld.%03llds",
@@ -436,6 +460,7 @@ finish(struct db *db, int rc)
 	if (consumer_signal() != 0)
 		diag_warn("stopped on %s",
 		    consumer_signal() == SIGTERM ? "SIGTERM" : "SIGINT");
+	consumer_pg_close();
 	db_close(db);
 	return rc;
 }
@@ -527,6 +552,10 @@ main(int argc, char **argv)
 	consumer_signals();
 	if ((db = consumer_connect(&rc)) == NULL)
 		return rc;
+	if ((rc = consumer_pg_open()) != 0) {
+		db_close(db);
+		return rc;
+	}
 	n = conf_int("settle_concurrency");
 	if (retry_due) {
 		rc = consumer_pool_pass((int)n, due, &s, db, NULL);

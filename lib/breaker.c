@@ -5,6 +5,7 @@
 #include "conf.h"
 #include "diag.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +68,8 @@ static const char log_event[] =
     "INSERT INTO breaker_event (name, from_state, to_state, reason)"
     " VALUES (?, ?, ?, ?)";
 static const char drop_permits[] = "DELETE FROM breaker_permit WHERE name = ?";
+/* A breaker that closes starts its window over. */
+static const char drop_buckets[] = "DELETE FROM breaker_bucket WHERE name = ?";
 static const char count_permits[] =
     "SELECT COUNT(*) FROM breaker_permit WHERE name = ?"
     " AND (outcome = 'ok' OR expires_at > NOW(6))";
@@ -75,10 +78,12 @@ static const char add_permit[] =
     " VALUES (?, ?, NOW(6) + INTERVAL ? MICROSECOND)";
 static const char permit_ok[] =
     "UPDATE breaker_permit SET outcome = 'ok' WHERE id = ? AND outcome IS NULL";
+static const char drop_permit[] = "DELETE FROM breaker_permit WHERE id = ?";
 static const char count_ok[] =
     "SELECT COUNT(*) FROM breaker_permit WHERE name = ? AND outcome = 'ok'";
 
 struct breaker {
+	pthread_mutex_t mu;
 	struct db *db;
 	char name[33];
 	char holder[64];
@@ -177,6 +182,7 @@ breaker_attach(struct db *db, const char *name, struct breaker **out)
 	char host[32] = "";
 	int rc;
 
+	pthread_mutex_init(&b->mu, NULL);
 	b->db = db;
 	snprintf(b->name, sizeof(b->name), "%s", name);
 	gethostname(host, sizeof(host) - 1);
@@ -199,6 +205,7 @@ breaker_detach(struct breaker *b)
 	if (b == NULL)
 		return;
 	breaker_sync(b, true);
+	pthread_mutex_destroy(&b->mu);
 	free(b);
 }
 
@@ -239,6 +246,8 @@ transition(struct breaker *b, enum breaker_state from, enum breaker_state to,
 		    names[to], reason);
 		if (rc == 0)
 			rc = db_exec(db, drop_permits, "s", b->name);
+		if (rc == 0 && to == BREAKER_CLOSED)
+			rc = db_exec(db, drop_buckets, "s", b->name);
 		if (rc == 0)
 			diag_info(0, "breaker '%s': %s -> %s: %s", b->name,
 			    names[from], names[to], reason);
@@ -303,8 +312,8 @@ evaluate(struct breaker *b)
 	return 0;
 }
 
-int
-breaker_sync(struct breaker *b, bool force)
+static int
+sync_locked(struct breaker *b, bool force)
 {
 	long long now = now_ms();
 	int rc;
@@ -349,7 +358,8 @@ lease(struct breaker *b, struct breaker_call *call)
 	if ((rc = db_query(db, lock_state, "s", b->name)) != 0 ||
 	    (rc = -db_next(db)) > 0)
 		goto out;
-	if (strcmp(db_str(db, 0), "HALF_OPEN") != 0) {
+	rc = 0;
+	if (db_str(db, 0) == NULL || strcmp(db_str(db, 0), "HALF_OPEN") != 0) {
 		while (db_next(db) > 0)
 			;
 		db_rollback(db);
@@ -362,6 +372,7 @@ lease(struct breaker *b, struct breaker_call *call)
 	if ((rc = db_query(db, count_permits, "s", b->name)) != 0 ||
 	    (rc = -db_next(db)) > 0)
 		goto out;
+	rc = 0; /* db_next gave a row */
 	if (db_int(db, 0) < b->c.half_open_calls) {
 		while (db_next(db) > 0)
 			;
@@ -388,12 +399,22 @@ out:
 	return got;
 }
 
-bool
-breaker_acquire(struct breaker *b, struct breaker_call *call)
+int
+breaker_sync(struct breaker *b, bool force)
 {
-	call->permit = 0;
+	int rc;
+
+	pthread_mutex_lock(&b->mu);
+	rc = sync_locked(b, force);
+	pthread_mutex_unlock(&b->mu);
+	return rc;
+}
+
+static bool
+acquire_locked(struct breaker *b, struct breaker_call *call)
+{
 	/* An OPEN breaker whose wait is over moves on now, not at the next sync. */
-	if (breaker_sync(b, b->state == BREAKER_OPEN && b->open_due) != 0)
+	if (sync_locked(b, b->state == BREAKER_OPEN && b->open_due) != 0)
 		return true;
 	switch (b->state) {
 	case BREAKER_CLOSED:
@@ -408,6 +429,18 @@ breaker_acquire(struct breaker *b, struct breaker_call *call)
 	}
 	b->denied++;
 	return false;
+}
+
+bool
+breaker_acquire(struct breaker *b, struct breaker_call *call)
+{
+	bool ok;
+
+	call->permit = 0;
+	pthread_mutex_lock(&b->mu);
+	ok = acquire_locked(b, call);
+	pthread_mutex_unlock(&b->mu);
+	return ok;
 }
 
 /* A HALF_OPEN probe came back: close on enough successes, reopen on a failure. */
@@ -437,21 +470,38 @@ probe_done(
 }
 
 void
-breaker_record(
-    struct breaker *b, const struct breaker_call *call, bool failure, double ms)
+breaker_record_many(struct breaker *b, const struct breaker_call *call,
+    long long ok, long long failed, double ms)
 {
 	bool slow = ms >= (double)b->c.slow_ms;
 
+	pthread_mutex_lock(&b->mu);
 	if (call->permit > 0) {
-		probe_done(b, call, failure, slow);
-		return;
+		probe_done(b, call, failed > 0, slow);
+	} else {
+		b->ok += ok;
+		b->fail += failed;
+		if (slow)
+			b->slow += ok + failed;
 	}
-	if (failure)
-		b->fail++;
-	else
-		b->ok++;
-	if (slow)
-		b->slow++;
+	pthread_mutex_unlock(&b->mu);
+}
+
+void
+breaker_record(
+    struct breaker *b, const struct breaker_call *call, bool failure, double ms)
+{
+	breaker_record_many(b, call, failure ? 0 : 1, failure ? 1 : 0, ms);
+}
+
+void
+breaker_release(struct breaker *b, const struct breaker_call *call)
+{
+	if (call->permit <= 0)
+		return;
+	pthread_mutex_lock(&b->mu);
+	db_exec(b->db, drop_permit, "i", call->permit);
+	pthread_mutex_unlock(&b->mu);
 }
 
 int
@@ -472,7 +522,8 @@ breaker_set(
 		;
 	if ((rc = db_exec(db, to_operator, "ss", names[to], name)) != 0 ||
 	    (to == BREAKER_CLOSED &&
-	        (rc = db_exec(db, reset_counts, "s", name)) != 0) ||
+	        ((rc = db_exec(db, reset_counts, "s", name)) != 0 ||
+	            (rc = db_exec(db, drop_buckets, "s", name)) != 0)) ||
 	    (rc = db_exec(db, drop_permits, "s", name)) != 0 ||
 	    (rc = db_exec(db, log_event, "ssss", name, names[from], names[to],
 	         reason)) != 0)

@@ -14,6 +14,9 @@
  * the process and breaker_sync() writes them at most every 100 ms (or when
  * forced, e.g. once per batch), evaluates the window and refreshes the
  * state.  Call the breaker's functions outside the caller's transactions.
+ * A breaker may be shared by threads: it has a lock of its own, and writes
+ * on its connection only under it, so give it a connection that no other
+ * thread uses at the same time.
  *
  * Settings (paykit(7)): breaker_window, breaker_min_calls,
  * breaker_failure_rate, breaker_slow_call_duration, breaker_slow_call_rate,
@@ -71,6 +74,16 @@ bool breaker_acquire(struct breaker *b, struct breaker_call *call);
 /* The outcome of a permitted call and how long it took. */
 void breaker_record(struct breaker *b, const struct breaker_call *call,
     bool failure, double ms);
+
+/*
+ * The outcomes of a permitted batch of calls (e.g. a batch of Kafka
+ * deliveries): each counts as a call; a HALF_OPEN probe fails if any did.
+ */
+void breaker_record_many(struct breaker *b, const struct breaker_call *call,
+    long long ok, long long failed, double ms);
+
+/* A permitted call that was not made: give its HALF_OPEN lease back. */
+void breaker_release(struct breaker *b, const struct breaker_call *call);
 
 /*
  * Write the counts, evaluate the window, refresh the state.  Without

@@ -23,6 +23,7 @@
 
 #include "db.h"
 #include "http.h"
+#include "pg.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -172,6 +173,17 @@ int consumer_pool_pass(
 /* Pure helpers, unit-tested. */
 
 /* Required fields, strictly typed: 0, or CONSUMER_REJECT with e filled. */
+/*
+ * The pg circuit breaker shared by a worker's gateway callers, on a
+ * connection of its own: open it once, then consumer_pg_call() makes a
+ * call the breaker permits (acquire, call, record) or fills res with
+ * pg_refused() (code CIRCUIT_OPEN) without calling.
+ */
+int consumer_pg_open(void);
+void consumer_pg_close(void);
+enum pg_outcome consumer_pg_call(struct http *h, enum pg_op op,
+    const struct pg_request *q, struct pg_result *res);
+
 int consumer_int(const json_t *o, const char *key, long long min, long long max,
     long long *out, struct consumer_error *e);
 int consumer_str(const json_t *o, const char *key, size_t maxlen,

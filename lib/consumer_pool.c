@@ -3,6 +3,8 @@
  * its own database connection and HTTP client, so a slow gateway call
  * holds neither a transaction nor anybody else's connection.
  */
+#include "breaker.h"
+#include "conf.h"
 #include "consumer.h"
 #include "diag.h"
 
@@ -210,4 +212,52 @@ consumer_pool_pass(
 	if ((p = start(n, fn, arg, 0, cutoff, &rc)) == NULL)
 		return rc;
 	return join(p, done);
+}
+
+static struct db *pg_db;
+static struct breaker *pg_breaker;
+
+int
+consumer_pg_open(void)
+{
+	char msg[512];
+	int rc;
+
+	pg_db = db_connect(NULL, &rc, msg, sizeof(msg));
+	if (pg_db == NULL) {
+		diag_warn("connect to '%s:%lld': %s", conf_str("db_host"),
+		    conf_int("db_port"), msg);
+		return rc;
+	}
+	if ((rc = breaker_attach(pg_db, "pg", &pg_breaker)) != 0) {
+		diag_warn("attach circuit breaker 'pg': %s", db_error(pg_db));
+		db_close(pg_db);
+		pg_db = NULL;
+	}
+	return rc;
+}
+
+void
+consumer_pg_close(void)
+{
+	breaker_detach(pg_breaker);
+	pg_breaker = NULL;
+	db_close(pg_db);
+	pg_db = NULL;
+}
+
+enum pg_outcome
+consumer_pg_call(struct http *h, enum pg_op op, const struct pg_request *q,
+    struct pg_result *res)
+{
+	struct breaker_call bc = { 0 };
+
+	if (pg_breaker != NULL && !breaker_acquire(pg_breaker, &bc)) {
+		pg_refused(res, "pg");
+		return PG_ERROR;
+	}
+	pg_call(h, op, q, res);
+	if (pg_breaker != NULL)
+		breaker_record(pg_breaker, &bc, res->breaker_failure, res->ms);
+	return res->outcome;
 }

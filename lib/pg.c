@@ -136,6 +136,18 @@ pg_classify(
 	return out;
 }
 
+void
+pg_refused(struct pg_result *res, const char *breaker)
+{
+	memset(res, 0, sizeof(*res));
+	res->outcome = PG_ERROR;
+	res->exit_code = EX_TEMPFAIL;
+	snprintf(res->code, sizeof(res->code), "CIRCUIT_OPEN");
+	snprintf(res->message, sizeof(res->message),
+	    "circuit breaker '%s' is open: the gateway was not called",
+	    breaker);
+}
+
 enum pg_outcome
 pg_call(struct http *h, enum pg_op op, const struct pg_request *req,
     struct pg_result *res)

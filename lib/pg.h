@@ -51,6 +51,12 @@ char *pg_body(enum pg_op op, const struct pg_request *req);
 enum pg_outcome pg_classify(
     enum pg_op op, int rc, const struct http_reply *r, struct pg_result *res);
 
+/*
+ * The result of a call a circuit breaker refused: PG_ERROR, retryable (75),
+ * code CIRCUIT_OPEN, not itself a failure of the gateway.
+ */
+void pg_refused(struct pg_result *res, const char *breaker);
+
 /* One blocking call: body, POST, classify. */
 enum pg_outcome pg_call(struct http *h, enum pg_op op,
     const struct pg_request *req, struct pg_result *res);

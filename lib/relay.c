@@ -122,21 +122,39 @@ static const char held_sql[] =
 static const char idle_sql[] = "SET SESSION idle_transaction_timeout = ?";
 
 /*
- * The kafka circuit breaker's place (the breaker issue wires lib/breaker
- * in): kafka_permitted() is asked before each claim, and while the breaker
- * is OPEN nothing is claimed, so rows stay PENDING and nothing is lost;
- * kafka_outcome() reports each batch's deliveries to it.  Both are called
- * outside the claiming transaction.
+ * The kafka circuit breaker: kafka_permitted() is asked before each claim,
+ * and while the breaker is OPEN nothing is claimed, so rows stay PENDING
+ * and nothing is lost; kafka_outcome() reports each batch's deliveries to
+ * it, each message a call.  A HALF_OPEN probe is a small batch.  Both are
+ * called outside the claiming transaction, on the relay's connection.
  */
+#define PROBE_BATCH 10
+
+static long long
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static bool
 kafka_permitted(struct relay *r)
 {
-	return true;
+	r->t0 = now_ms();
+	return breaker_acquire(r->breaker, &r->bc);
 }
 
 static void
 kafka_outcome(struct relay *r, size_t delivered, size_t failed)
 {
+	if (delivered + failed == 0)
+		breaker_release(r->breaker, &r->bc);
+	else
+		breaker_record_many(r->breaker, &r->bc, (long long)delivered,
+		    (long long)failed, (double)(now_ms() - r->t0));
+	r->bc.permit = 0;
 }
 
 int
@@ -173,7 +191,15 @@ relay_new(
 		free(r);
 		return NULL;
 	}
+	if ((*code = breaker_attach(db, "kafka", &r->breaker)) != 0) {
+		snprintf(err, len, "attach circuit breaker 'kafka' on '%s': %s",
+		    db_where(db), db_error(db));
+		free(r->buf);
+		free(r);
+		return NULL;
+	}
 	if ((*code = relay_producer_open(r, err, len)) != 0) {
+		breaker_detach(r->breaker);
 		free(r->buf);
 		free(r);
 		return NULL;
@@ -187,6 +213,7 @@ relay_free(struct relay *r)
 	if (r == NULL)
 		return;
 	relay_producer_close(r);
+	breaker_detach(r->breaker);
 	free(r->rows);
 	free(r->items);
 	free(r->pend);
@@ -257,8 +284,8 @@ claim(struct relay *r)
 	struct row *w;
 	int rc;
 
-	if ((rc = db_query(
-	         db, claim_sql, "ii", r->o.max_id, (int64_t)r->o.batch)) != 0)
+	if ((rc = db_query(db, claim_sql, "ii", r->o.max_id,
+	         (int64_t)(r->bc.permit ? PROBE_BATCH : r->o.batch))) != 0)
 		return rc;
 	while ((rc = db_next(db)) == 1) {
 		if (r->nrows == r->cap) {
@@ -561,8 +588,10 @@ relay_batch(struct relay *r, struct relay_counts *c, enum relay_outcome *out)
 		return db_failed(r, "begin a claim", rc);
 	if ((rc = claim(r)) != 0)
 		return db_failed(r, "claim", rc);
-	if (r->nrows == 0)
+	if (r->nrows == 0) {
+		kafka_outcome(r, 0, 0);
 		return (rc = db_commit(r->db)) ? db_failed(r, "commit", rc) : 0;
+	}
 	for (i = 0; i < r->nrows; i++)
 		inspect(r, &r->rows[i]);
 	if ((rc = plan(r, &waves)) != 0)

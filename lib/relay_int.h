@@ -5,6 +5,7 @@
 #ifndef PAYKIT_RELAY_INT_H
 #define PAYKIT_RELAY_INT_H
 
+#include "breaker.h"
 #include "relay.h"
 
 #include <librdkafka/rdkafka.h>
@@ -40,6 +41,9 @@ struct row {
 
 struct relay {
 	struct db *db;
+	struct breaker *breaker; /* kafka */
+	struct breaker_call bc;
+	long long t0; /* when the batch began, ms */
 	struct relay_opts o;
 	rd_kafka_t *rk;
 	struct {

@@ -78,8 +78,8 @@ refunded_events() {
 	run -0 refund --once -g "$(group b)"
 	[ "$(payment_of "$ID")" = "REFUNDED 1000" ]
 	[ "$(refunded_events "$ID")" = 2 ]
-	[ "$(pg_calls refund "refund-$r1")" = 1 ]
-	[ "$(pg_calls refund "refund-$r2")" = 1 ]
+	[ "$(pg_calls refund "refund-txn_$ID-$r1")" = 1 ]
+	[ "$(pg_calls refund "refund-txn_$ID-$r2")" = 1 ]
 }
 
 @test "the same message twice and a replay of the topic refund once" {
@@ -94,7 +94,7 @@ refunded_events() {
 	run -0 refund --once -g "$(group again)"
 	[ "$(payment_of "$ID")" = "REFUNDED 1000" ]
 	[ "$(refunded_events "$ID")" = 1 ]
-	[ "$(pg_calls refund "refund-$r")" = 1 ]
+	[ "$(pg_calls refund "refund-txn_$ID-$r")" = 1 ]
 }
 
 @test "a first-time failure is retried by --retry-due and emits PAYMENT_REFUNDED" {
@@ -142,7 +142,7 @@ refunded_events() {
 	pg_control '{"fault":"hang","endpoint":"refund"}'
 	export PAY_PG_TIMEOUT=30s
 	start refund refund --retry-due
-	wait_until 20 eval '[ "$(pg_calls refund "refund-$r")" = 1 ]'
+	wait_until 20 eval '[ "$(pg_calls refund "refund-txn_$ID-$r")" = 1 ]'
 	sql "UPDATE payment SET status = 'CAPTURED' WHERE payment_id = $ID"
 	pg_control '{"fault":"fail","endpoint":"refund"}'
 	wait_until 20 gone "$(pid_of refund)"
@@ -157,7 +157,7 @@ refunded_events() {
 	run -0 refund --once -g "$(group a)"
 	[ "$(request_of "$r")" = "DEAD 0" ]
 	[ "$(payment_of "$ID")" = "CAPTURED 0" ]
-	[ "$(pg_calls refund "refund-$r")" = 0 ]
+	[ "$(pg_calls refund "refund-txn_$ID-$r")" = 0 ]
 	outbox REFUND_DEAD_LETTER "aggregate_id = $ID" |
 		jq -e -s 'length == 1 and .[0].errorType == "INVALID_STATE"'
 }

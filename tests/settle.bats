@@ -66,7 +66,7 @@ captured_events() {
 		.[0].currency == "KRW" and .[0].status == "CAPTURED" and
 		(.[0].pgTransactionId | startswith("txn_")) and
 		(.[0].eventId | test("^[0-9a-f-]{36}$"))'
-	[ "$(pg_calls settle "settle-$ID")" = 1 ]
+	[ "$(pg_calls settle "settle-txn_$ID")" = 1 ]
 }
 
 @test "the same message twice and a replay of the whole topic settle once" {
@@ -79,7 +79,7 @@ captured_events() {
 	[[ $stderr == *"already processed"* ]]
 	[ "$(captured_events "$ID")" = 1 ]
 	[ "$(count "settlement_request WHERE payment_id = $ID")" = 1 ]
-	[ "$(pg_calls settle "settle-$ID")" = 1 ]
+	[ "$(pg_calls settle "settle-txn_$ID")" = 1 ]
 	[ "$(count "outbox_event WHERE event_type = 'PAYMENT_CAPTURED'")" = \
 		"$(count "settlement_request WHERE status = 'SUCCESS'")" ]
 }
@@ -114,7 +114,7 @@ captured_events() {
 		WHERE payment_id = $ID")" = 1 ]
 	[ "$(status_of "$ID")" = CAPTURED ]
 	[ "$(captured_events "$ID")" = 1 ]
-	[ "$(pg_calls settle "settle-$ID")" = 2 ]
+	[ "$(pg_calls settle "settle-txn_$ID")" = 2 ]
 	run -0 settle --retry-due
 	[ "$(captured_events "$ID")" = 1 ]
 }
@@ -128,7 +128,7 @@ captured_events() {
 	pg_reset
 	run -0 settle --retry-due
 	[ "$(request_of "$ID")" = "FAILED 1" ]
-	[ "$(pg_calls settle "settle-$ID")" = 1 ]
+	[ "$(pg_calls settle "settle-txn_$ID")" = 1 ]
 }
 
 @test "a request left PENDING by a crash is settled by --retry-due" {
@@ -169,7 +169,7 @@ captured_events() {
 	# Dead is final: nothing is retried any more.
 	pg_reset
 	run -0 settle --retry-due
-	[ "$(pg_calls settle "settle-$ID")" = 3 ]
+	[ "$(pg_calls settle "settle-txn_$ID")" = 3 ]
 	# outbox-relay publishes the record; read it back from settlement.dlq.
 	run -0 outbox-relay -1
 	timeout 20 kcat -C -b "$PAY_KAFKA_BROKERS" -t "${PAY_TOPIC_PREFIX}settlement.dlq" \
@@ -240,7 +240,7 @@ captured_events() {
 	run -0 settle --once -g "$(group a)"
 	[ "$(status_of "$ID")" = REFUND_REQUESTED ]
 	[ "$(count "settlement_request WHERE payment_id = $ID")" = 0 ]
-	[ "$(pg_calls settle "settle-$ID")" = 0 ]
+	[ "$(pg_calls settle "settle-txn_$ID")" = 0 ]
 }
 
 @test "a status changed during the gateway call is not overwritten" {
@@ -249,7 +249,7 @@ captured_events() {
 	pg_control '{"fault":"hang","endpoint":"settle"}'
 	event "$ID" | produce payment.capture-requested
 	start settle settle -g "$(group a)"
-	wait_until 20 eval '[ "$(pg_calls settle "settle-$ID")" = 1 ]'
+	wait_until 20 eval '[ "$(pg_calls settle "settle-txn_$ID")" = 1 ]'
 	sql "UPDATE payment SET status = 'REFUND_REQUESTED' WHERE payment_id = $ID"
 	pg_reset
 	wait_until 20 eval '[ "$(request_of "$ID")" = "SUCCESS 0" ]'
@@ -267,7 +267,7 @@ captured_events() {
 	run -0 settle --retry-due
 	[ "$(request_of "$ID")" = "DEAD 0" ]
 	[ "$(status_of "$ID")" = CAPTURE_FAILED ]
-	[ "$(pg_calls settle "settle-$ID")" = 0 ]
+	[ "$(pg_calls settle "settle-txn_$ID")" = 0 ]
 	outbox SETTLEMENT_DEAD_LETTER "aggregate_id = $ID" |
 		jq -e -s 'length == 1 and .[0].errorType == "INVALID_STATE"'
 }
@@ -279,7 +279,7 @@ captured_events() {
 	event "$ID" | produce payment.capture-requested
 	g=$(group a)
 	start settle settle -g "$g"
-	wait_until 20 eval '[ "$(pg_calls settle "settle-$ID")" = 1 ]'
+	wait_until 20 eval '[ "$(pg_calls settle "settle-txn_$ID")" = 1 ]'
 	stop_with 0 settle TERM
 	log_has settle "stopped on SIGTERM"
 	# The call in flight timed out and was recorded as a failure.

@@ -77,3 +77,5 @@ sql_server() {
 	mariadb --no-defaults -N -B -h "$PAY_DB_HOST" -P "$PAY_DB_PORT" \
 		-u "$PAY_DB_USER" -p"$PAY_DB_PASSWORD" -e "$1" ${2:+"$2"}
 }
+# For conditions polled in a child shell: wait_until 5 bash -c '... sql ...'
+export -f sql sql_server

@@ -1,0 +1,50 @@
+/*
+ * lg_poll: loadgen's read-only view of the payments it started, for the
+ * full-flow scenario.  A thread asks MariaDB, once per interval and with
+ * one query per 1,000 payments, for the status and ledger row count of
+ * every payment loadgen is waiting on, and hands the answers back through
+ * a pipe the event loop polls, so a slow query never delays the schedule.
+ */
+#ifndef PAYKIT_LG_POLL_H
+#define PAYKIT_LG_POLL_H
+
+#include "db.h"
+
+#include <stdint.h>
+
+/* A payment being waited on; tag is the caller's (slot, iteration). */
+struct lg_wait {
+	int64_t payment_id;
+	uint64_t tag;
+};
+
+struct lg_seen {
+	int64_t payment_id;
+	uint64_t tag;
+	char status[24];
+	int64_t ledger_rows;
+};
+
+struct lg_poll;
+
+/* Start the thread on db (taken over); NULL with errno if it cannot. */
+struct lg_poll *lg_poll_start(struct db *db, long interval_ms);
+
+/* The fd that becomes readable when answers are there. */
+int lg_poll_fd(const struct lg_poll *p);
+
+/* Wait on a payment, or stop waiting on it. */
+void lg_poll_add(struct lg_poll *p, int64_t payment_id, uint64_t tag);
+void lg_poll_remove(struct lg_poll *p, int64_t payment_id, uint64_t tag);
+
+/*
+ * Take the answers that came in (the array is the caller's to free):
+ * their number, or -1 after a database error (code and message then tell
+ * what; polling has stopped).
+ */
+long lg_poll_take(
+    struct lg_poll *p, struct lg_seen **seen, int *code, char *msg, size_t len);
+
+void lg_poll_stop(struct lg_poll *p);
+
+#endif
