@@ -1,8 +1,9 @@
 # paykit's one image, in three stages:
 #   build    Debian bookworm with the -dev packages; runs make
 #   tools    runtime plus the client programs scripts use (mariadb, kcat,
-#            curl, jq) and scripts/wait-for-services: compose's `tools`
-#            profile and the mock gateway's health check
+#            curl, jq), scripts/wait-for-services and scripts/db-roles:
+#            compose's `tools` profile, the mock gateway's health check and
+#            the db-roles one-shot
 #   runtime  (the default) bookworm-slim with the shared libraries only,
 #            every paykit program in /usr/local/bin, a non-root user
 # The build context is the repository root; .dockerignore lets through only
@@ -39,7 +40,7 @@ RUN apt-get update \
 	&& apt-get install -y --no-install-recommends mariadb-client-core kcat \
 		curl jq \
 	&& rm -rf /var/lib/apt/lists/*
-COPY scripts/wait-for-services /usr/local/bin/
+COPY scripts/wait-for-services scripts/db-roles /usr/local/bin/
 USER 10001:10001
 CMD ["sh"]
 

@@ -45,7 +45,7 @@ LIBFLAGS = $(DB_CFLAGS) $(KAFKA_CFLAGS) $(CURL_CFLAGS) $(JSON_CFLAGS)
 LIBS = $(DB_LIBS) $(KAFKA_LIBS) $(CURL_LIBS) $(JSON_LIBS) -lpthread -lm
 
 .PHONY: all check demo bench lint install uninstall clean deps help \
-	unit asan test-bats fmt fuzz fuzzers
+	unit asan test-bats fmt fuzz fuzzers benchprogs
 .DELETE_ON_ERROR:
 
 all: $(BINS)
@@ -114,6 +114,32 @@ build/asan/unit/%: tests/unit/%.c build/asan/libpaykit.a
 
 unit: $(UNITS) $(ASAN_UNITS)
 
+# The programs under ASan and UBSan, in build/asan/bin, for the short
+# end-to-end run of make check (scripts/leakcheck -t asan).
+ASAN_BINS = $(PROGS:%=build/asan/bin/%)
+
+build/asan/cmd/%.o: cmd/%.c build/config.mk
+	@mkdir -p $(@D)
+	$(CC) $(BASEFLAGS) $(LIBFLAGS) $(MHD_CFLAGS) $(SAN) -O1 -g -c -o $@ $<
+
+build/asan/bin/payctl: $(PAYCTLSRC:%.c=build/asan/%.o) build/asan/libpaykit.a
+	@mkdir -p $(@D)
+	$(CC) $(SAN) -g $(LDFLAGS) -o $@ $^ $(LIBS)
+
+build/asan/bin/dbstat: $(DBSTATSRC:%.c=build/asan/%.o) build/asan/libpaykit.a
+	@mkdir -p $(@D)
+	$(CC) $(SAN) -g $(LDFLAGS) -o $@ $^ $(LIBS)
+
+build/asan/bin/mockpg: build/asan/cmd/mockpg.o build/asan/libpaykit.a
+	@mkdir -p $(@D)
+	$(CC) $(SAN) -g $(LDFLAGS) -o $@ $^ $(MHD_LIBS) $(LIBS)
+
+build/asan/bin/%: build/asan/cmd/%.o build/asan/libpaykit.a
+	@mkdir -p $(@D)
+	$(CC) $(SAN) -g $(LDFLAGS) -o $@ $^ $(LIBS)
+
+asan: $(ASAN_BINS)
+
 # libFuzzer targets for the parsers of outside data (clang).  make check
 # runs each for a few seconds; make fuzz for FUZZ_SECONDS (60) each.
 FUZZSRC = $(wildcard tests/fuzz/fuzz_*.c)
@@ -136,6 +162,17 @@ build/fuzz/%: tests/fuzz/%.c build/fuzz/libpaykit.a
 
 fuzzers: $(FUZZERS)
 
+# Small C programs that scripts/bench runs (make bench): the raw ceilings
+# and the helpers that time or feed the components, tests/bench/*.c.
+BENCHSRC = $(wildcard tests/bench/*.c)
+BENCHPROGS = $(BENCHSRC:tests/bench/%.c=build/bench/%)
+
+build/bench/%: tests/bench/%.c tests/bench/bench.h build/libpaykit.a
+	@mkdir -p $(@D)
+	$(CC) $(BASEFLAGS) $(LIBFLAGS) $(CFLAGS) -o $@ $< build/libpaykit.a $(LIBS)
+
+benchprogs: $(BENCHPROGS)
+
 fuzz:
 	@scripts/deps
 	@$(MAKE) --no-print-directory fuzzers
@@ -149,7 +186,7 @@ deps:
 # and ends with one line "N passed, N failed".
 check:
 	@scripts/deps
-	@$(MAKE) --no-print-directory all unit fuzzers
+	@$(MAKE) --no-print-directory all unit asan fuzzers benchprogs
 	@tests/run
 
 demo:
@@ -159,7 +196,7 @@ demo:
 
 bench:
 	@scripts/deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all benchprogs
 	@scripts/bench
 
 lint:
@@ -167,7 +204,8 @@ lint:
 	@scripts/lint
 
 fmt:
-	clang-format -i lib/*.[ch] cmd/*.c cmd/*/*.[ch] tests/unit/*.[ch]
+	clang-format -i lib/*.[ch] cmd/*.c cmd/*/*.[ch] tests/unit/*.[ch] \
+		tests/bench/*.[ch]
 
 # The systemd units and timers, and the examples: settings, the systemd
 # environment file, a crontab.  They name /usr/local/bin and

@@ -511,6 +511,15 @@ num_env(const char *env, long long def, long long max)
 	return n;
 }
 
+/* A command or a file name: not empty. */
+static const char *
+text_opt(const char *opt, const char *v)
+{
+	if (*v == '\0')
+		exit(diag_usage("option '%s': must not be empty", opt));
+	return v;
+}
+
 static const char *
 str_env(const char *env, const char *def)
 {
@@ -570,10 +579,15 @@ parse(int argc, char **argv, struct opts *o)
 			o->outage = num_opt("--outage", optarg, 1, 10000);
 			break;
 		case 'b':
+			if (!breaker_name_ok(optarg))
+				exit(diag_usage(
+				    "option '--breaker': '%s' is not "
+				    "1 to 32 of a-z 0-9 _ - .",
+				    optarg));
 			o->breaker = optarg;
 			break;
 		case 'o':
-			o->report = optarg;
+			o->report = text_opt("--report", optarg);
 			break;
 		case 'X':
 			if (conf_kafka_prop(optarg) != 0)
@@ -582,10 +596,10 @@ parse(int argc, char **argv, struct opts *o)
 				    optarg));
 			break;
 		case STOP:
-			o->stop_cmd = optarg;
+			o->stop_cmd = text_opt("--kafka-stop", optarg);
 			break;
 		case START:
-			o->start_cmd = optarg;
+			o->start_cmd = text_opt("--kafka-start", optarg);
 			break;
 		case OPEN:
 			o->open_wait =

@@ -221,12 +221,18 @@ option(struct args *a, int c, const char *v)
 		o->ramping = true;
 		return 0;
 	case 'T':
+		if (*v == '\0')
+			return bad_value("-T", v, "a command");
 		o->target = v;
 		return 0;
 	case O_CAPTURE_TARGET:
+		if (*v == '\0')
+			return bad_value("--capture-target", v, "a command");
 		o->capture_target = v;
 		return 0;
 	case O_REFUND_TARGET:
+		if (*v == '\0')
+			return bad_value("--refund-target", v, "a command");
 		o->refund_target = v;
 		return 0;
 	case O_KEY_PREFIX:
@@ -244,6 +250,8 @@ option(struct args *a, int c, const char *v)
 		o->abort_on_fail = true;
 		return 0;
 	case 'o':
+		if (*v == '\0')
+			return bad_value("-o", v, "a file name");
 		a->summary_file = v;
 		return 0;
 	case O_ECHO:

@@ -447,7 +447,8 @@ call_gateway(struct consumer_worker *w, struct job *j)
 
 	memset(&q, 0, sizeof(q));
 	/* Unique wherever the gateway is shared, as settle's. */
-	snprintf(key, sizeof(key), "refund-%.36s-%lld", j->txn, (long long)j->id);
+	snprintf(
+	    key, sizeof(key), "refund-%.36s-%lld", j->txn, (long long)j->id);
 	q.payment_id = j->payment_id;
 	q.txn = j->txn;
 	q.amount = j->amount;
@@ -553,6 +554,9 @@ main(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, ":g:hn:vVX:", opts, NULL)) != -1) {
 		switch (c) {
 		case 'g':
+			if (*optarg == '\0')
+				return diag_usage(
+				    "option '--group': must not be empty");
 			conf_set_flag("refund_group", optarg);
 			break;
 		case 'h':

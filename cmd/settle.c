@@ -495,6 +495,9 @@ main(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, ":g:hn:vVX:", opts, NULL)) != -1) {
 		switch (c) {
 		case 'g':
+			if (*optarg == '\0')
+				return diag_usage(
+				    "option '--group': must not be empty");
 			conf_set_flag("settle_group", optarg);
 			break;
 		case 'h':

@@ -110,6 +110,15 @@ breaker_state_name(enum breaker_state s)
 	return names[s];
 }
 
+bool
+breaker_name_ok(const char *name)
+{
+	size_t n = strlen(name);
+
+	return n >= 1 && n <= 32 &&
+	    strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_-.") == n;
+}
+
 int
 breaker_state_parse(const char *s, enum breaker_state *out)
 {

@@ -103,6 +103,8 @@ int breaker_window(struct db *db, const char *name,
 enum breaker_state breaker_state(const struct breaker *b);
 const char *breaker_state_name(enum breaker_state s);
 int breaker_state_parse(const char *s, enum breaker_state *out);
+/* A breaker's name: 1 to 32 of a-z, 0-9, '_', '-' and '.'. */
+bool breaker_name_ok(const char *name);
 
 /*
  * Operators: move breaker name to state to (FORCED_OPEN, DISABLED, or

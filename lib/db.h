@@ -62,5 +62,6 @@ int db_classify(unsigned err);
 bool db_retryable(const struct db *db);
 
 #define DB_ER_DUP_ENTRY 1062
+#define DB_ER_NO_SUCH_TABLE 1146
 
 #endif

@@ -105,7 +105,9 @@ relay_plan(struct relay_item *items, size_t n, struct relay_pending *pending,
 	for (i = 0; i < n; i++)
 		v[i] = &items[i];
 	qsort(v, n, sizeof(*v), cmp_item);
-	qsort(pending, npending, sizeof(*pending), cmp_pending);
+	/* pending is NULL when there is none: qsort() must not see it. */
+	if (npending > 0)
+		qsort(pending, npending, sizeof(*pending), cmp_pending);
 	for (start = 0; start < n; start = i) {
 		for (i = start + 1; i < n && v[i]->agg == v[start]->agg; i++)
 			;

@@ -209,7 +209,7 @@ stage_install() {
 	[ -z "$output" ]
 }
 
-@test "the compose workers start after the migration and the topics, the tools only on request" {
+@test "the compose workers start after the migration, their accounts and the topics, the tools only on request" {
 	docker-compose -f "$TOP/compose/docker-compose.yml" config >"$BATS_TEST_TMPDIR/c.yml"
 	python3 - "$BATS_TEST_TMPDIR/c.yml" <<-'EOF'
 		import sys, yaml
@@ -227,8 +227,18 @@ stage_install() {
 		assert c["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
 		p = c["mariadb"]["ports"][0]
 		assert (p["published"], p["target"]) in ((13306, 3306), ("13306", 3306)), p
-		env = c["settle"]["environment"]
-		assert env["PAY_DB_USER"] == "payuser" and env["PAY_DB_NAME"] == "paydb"
+		assert c["migrate"]["environment"]["PAY_DB_USER"] == "payuser"
+		# Each daemon as its own account (scripts/db-roles), made after the
+		# migration, its password from the db-roles volume.
+		assert c["db-roles"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+		for w, role in (("outbox-relay", "relay"), ("settle", "settle"),
+		        ("refund", "refund"), ("ledger-apply", "ledger")):
+		    env = c[w]["environment"]
+		    assert env["PAY_DB_USER"] == "paykit_" + role, w
+		    assert env["PAY_DB_PASSWORD"] == "", w
+		    assert env["PAY_DB_PASSWORD_FILE"] == "/run/paykit/roles/%s.password" % role, w
+		    assert env["PAY_DB_NAME"] == "paydb", w
+		    assert c[w]["depends_on"]["db-roles"]["condition"] == "service_completed_successfully", w
 	EOF
 }
 

@@ -107,6 +107,11 @@ lines_next(struct lines *L, bool block, char **out)
 	char *nl;
 	ssize_t n;
 
+	/* memchr() and memmove() are not given a null buffer, even empty. */
+	if (L->buf == NULL) {
+		L->cap = LINE_MAX_BYTES + 1;
+		L->buf = xmalloc(L->cap);
+	}
 	for (;;) {
 		nl = memchr(L->buf + L->off, '\n', L->len - L->off);
 		if (nl == NULL && L->eof && L->off < L->len)
@@ -114,6 +119,8 @@ lines_next(struct lines *L, bool block, char **out)
 		if (nl != NULL) {
 			*nl = '\0';
 			*out = L->buf + L->off;
+			L->nul =
+			    memchr(*out, '\0', (size_t)(nl - *out)) != NULL;
 			L->off = (size_t)(nl - L->buf) + 1;
 			if (L->off > L->len)
 				L->off = L->len;

@@ -369,6 +369,14 @@ reader(void *arg)
 				    EX_DATAERR, false);
 				continue;
 			}
+			if (L.nul) {
+				emit(L.lineno, NULL,
+				    json_pack("{s:s, s:s}", "error",
+				        "BAD_REQUEST", "message",
+				        "line holds a NUL byte"),
+				    EX_DATAERR, false);
+				continue;
+			}
 			if (line[strspn(line, " \t\r")] == '\0')
 				continue;
 			if ((r = sreq_parse(L.lineno, line, err, sizeof(err),

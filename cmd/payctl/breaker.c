@@ -173,10 +173,7 @@ cmd_breaker(int argc, char **argv)
 		verb = argv[optind++];
 	if (optind < argc)
 		return diag_usage("unexpected argument '%s'", argv[optind]);
-	if (name != NULL &&
-	    (*name == '\0' || strlen(name) > 32 ||
-	        strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_-.") !=
-	            strlen(name)))
+	if (name != NULL && !breaker_name_ok(name))
 		return diag_usage(
 		    "breaker name '%s': 1 to 32 of a-z 0-9 _ - .", name);
 	for (i = 0; verb != NULL && i < sizeof(verbs) / sizeof(verbs[0]); i++)

@@ -251,13 +251,15 @@ run(struct db *db, struct mig *m, size_t n, bool status_only)
 
 	for (i = 0; i < n; i++) {
 		checksum(m[i].sql, sum);
-		if ((rc = db_query(db, select_version, "u", m[i].version)) !=
-		    0) {
+		rc = db_query(db, select_version, "u", m[i].version);
+		/* --status creates nothing: no table yet, nothing applied. */
+		if (rc != 0 &&
+		    !(status_only && db_errno(db) == DB_ER_NO_SUCH_TABLE)) {
 			diag_warn("read schema_version: %s", db_error(db));
 			return rc;
 		}
 		state = NULL;
-		if (db_next(db) == 1) {
+		if (rc == 0 && db_next(db) == 1) {
 			state = db_str(db, 1);
 			if (strcmp(state, "applied") == 0 &&
 			    strcmp(db_str(db, 0), sum) != 0) {
@@ -312,6 +314,9 @@ cmd_migrate(int argc, char **argv)
 			fputs(usage_text, stdout);
 			return 0;
 		case 'd':
+			if (*optarg == '\0')
+				return diag_usage(
+				    "option '--dir': must not be empty");
 			dir = optarg;
 			break;
 		case 's':
@@ -342,7 +347,7 @@ cmd_migrate(int argc, char **argv)
 		    "take migration lock: another migrate held it for %llds",
 		    wait);
 		rc = EX_TEMPFAIL;
-	} else if ((rc = db_run(db, create_version)) != 0) {
+	} else if (!status_only && (rc = db_run(db, create_version)) != 0) {
 		diag_warn("create schema_version: %s", db_error(db));
 	} else {
 		rc = run(db, m, n, status_only);

@@ -20,6 +20,7 @@ static const struct command {
 	{ "show", cmd_show, "print a payment, its refunds and events" },
 	{ "list", cmd_list, "list payments by status, merchant and time" },
 	{ "breaker", cmd_breaker, "show or move the shared circuit breakers" },
+	{ "audit", cmd_audit, "prove the pipeline's invariants" },
 	{ "migrate", cmd_migrate, "apply the schema migrations" },
 	{ "config", cmd_config,
 	    "print the settings in effect, secrets masked" },

@@ -21,6 +21,7 @@ int cmd_refund(int argc, char **argv);
 int cmd_show(int argc, char **argv);
 int cmd_list(int argc, char **argv);
 int cmd_breaker(int argc, char **argv);
+int cmd_audit(int argc, char **argv);
 
 /*
  * Load the configuration and connect to the database, or print why not and

@@ -40,6 +40,7 @@ struct lines {
 	long lineno;
 	bool eof;
 	bool skipping; /* the line was longer than LINE_MAX_BYTES */
+	bool nul; /* the line holds a NUL byte, which no JSON text has */
 };
 
 enum { L_LINE, L_NONE, L_EOF };
