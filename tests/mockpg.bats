@@ -372,7 +372,8 @@ EOF
 }
 
 @test "SIGTERM exits 0 with a hung request outstanding" {
-	start_pg "$BATS_TEST_TMPDIR/t" --fault hang:authorize --settle-delay 30000
+	start_pg "$BATS_TEST_TMPDIR/t" --fault hang:authorize --settle-delay 30000 \
+		--settle-failure-rate 0
 	curl -s --max-time 20 -d "$A" "$PG_URL/v1/authorize" 3>&- &
 	hung=$!
 	curl -s --max-time 20 -d "$S" "$PG_URL/v1/settle" \
