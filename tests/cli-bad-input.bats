@@ -135,7 +135,7 @@ table() {
 	EOF
 }
 
-@test "payctl list, breaker, migrate, config, audit and the dispatcher: bad values are 64" {
+@test "payctl list, breaker, migrate, config, audit, recover and the dispatcher: bad values are 64" {
 	table <<-'EOF'
 		64 64 0  0  64 0  64 64 | payctl list -m @
 		64 64 64 64 64 64 64 64 | payctl list -n @
@@ -151,6 +151,8 @@ table() {
 		64 64 64 64 64 64 64 64 | payctl config -X @
 		64 64 64 64 64 64 64 64 | payctl audit -p @
 		64 64 64 64 64 64 64 64 | payctl audit -t @
+		64 64 64 64 64 64 64 64 | payctl recover -n @
+		64 64 64 64 64 64 64 64 | payctl recover -o @
 		64 64 64 64 64 64 64 64 | payctl @
 	EOF
 }

@@ -3,6 +3,7 @@
 # every read-only command shown (payctl config, list, show, migrate
 # --status, audit; dbstat; kcat reading) is run as written, so a flag that
 # was renamed or removed shows up as a usage error here.
+# shellcheck disable=SC2016 # "$id" is put into the examples, not expanded here.
 
 load test_helper
 

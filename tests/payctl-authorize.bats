@@ -486,3 +486,89 @@ req() {
 	PAY_DB_PORT=1 run -69 --separate-stderr payctl authorize - </dev/null
 	assert_one_line_stderr "payctl authorize: connect to '127.0.0.1:1': *"
 }
+
+# kill_connections: end every connection of this file's database but the
+# caller's own, as a database restart would, from the server's side.
+kill_connections() {
+	local id
+	for id in $(sql "SELECT id FROM information_schema.processlist
+		WHERE db = '$PAY_DB_NAME' AND id <> CONNECTION_ID()"); do
+		sql "KILL CONNECTION $id" 2>/dev/null || true
+	done
+}
+
+# called N PREFIX: the gateway got the keys PREFIX-1..N, once each.
+called() {
+	local i
+	for ((i = 1; i <= $1; i++)); do
+		[ "$(pg_calls "$2-$i")" = 1 ] || return 1
+	done
+}
+
+@test "the gateway's answer is recorded across a lost database connection" {
+	local k pid rc=0
+	k=$(new_key lost)
+	pg_control '{"endpoint":"authorize","delayMs":[1500,1500]}' >/dev/null
+	payctl authorize -m M1 -a 300 -k "$k-1" >"$BATS_TEST_TMPDIR/out" \
+		2>"$BATS_TEST_TMPDIR/err" 3>&- &
+	pid=$!
+	wait_until 10 called 1 "$k"
+	kill_connections
+	wait "$pid" || rc=$?
+	cat "$BATS_TEST_TMPDIR/err" >&2
+	[ "$rc" -eq 0 ]
+	[ ! -s "$BATS_TEST_TMPDIR/err" ]
+	jq -e '.status == "CAPTURE_REQUESTED" and .replayed == false' \
+		"$BATS_TEST_TMPDIR/out"
+	[ "$(rows "idempotency_key = '$k-1' AND status = 'CAPTURE_REQUESTED'")" -eq 1 ]
+	[ "$(events "$(jq .payment_id "$BATS_TEST_TMPDIR/out")")" = \
+		PAYMENT_AUTHORIZED,PAYMENT_CAPTURE_REQUESTED ]
+}
+
+@test "stream: the gateway's answers are recorded across lost database connections" {
+	local k pid rc=0
+	k=$(new_key lost)
+	pg_control '{"endpoint":"authorize","delayMs":[1500,1500]}' >/dev/null
+	seq 20 | jq -c --arg k "$k" '{merchantId: "M1", amount: 10, idempotencyKey: "\($k)-\(.)"}' \
+		>"$BATS_TEST_TMPDIR/in"
+	payctl authorize - <"$BATS_TEST_TMPDIR/in" >"$BATS_TEST_TMPDIR/out" \
+		2>"$BATS_TEST_TMPDIR/err" 3>&- &
+	pid=$!
+	wait_until 10 called 20 "$k"
+	kill_connections
+	wait "$pid" || rc=$?
+	cat "$BATS_TEST_TMPDIR/err" >&2
+	[ "$rc" -eq 0 ]
+	jq -e -s 'length == 20 and all(.status == "CAPTURE_REQUESTED")' \
+		"$BATS_TEST_TMPDIR/out"
+	[ "$(rows "idempotency_key LIKE '$k-%' AND status = 'CAPTURE_REQUESTED'")" -eq 20 ]
+	[ "$(rows "idempotency_key LIKE '$k-%' AND status = 'PENDING'")" -eq 0 ]
+	called 20 "$k"
+}
+
+@test "stream: SIGTERM stops the reading, and what was read finishes" {
+	local k pid rc=0
+	k=$(new_key term)
+	pg_control '{"endpoint":"authorize","delayMs":[1000,1000]}' >/dev/null
+	seq 8 | jq -c --arg k "$k" '{merchantId: "M1", amount: 10, idempotencyKey: "\($k)-\(.)"}' \
+		>"$BATS_TEST_TMPDIR/in"
+	mkfifo "$BATS_TEST_TMPDIR/fifo"
+	payctl authorize - <"$BATS_TEST_TMPDIR/fifo" >"$BATS_TEST_TMPDIR/out" \
+		2>"$BATS_TEST_TMPDIR/err" 3>&- &
+	pid=$!
+	# The writer stays open: only the signal can end the reading.
+	exec 4>"$BATS_TEST_TMPDIR/fifo"
+	head -n 5 "$BATS_TEST_TMPDIR/in" >&4
+	wait_until 10 called 5 "$k"
+	kill -TERM "$pid"
+	wait "$pid" || rc=$?
+	exec 4>&-
+	cat "$BATS_TEST_TMPDIR/err" >&2
+	[ "$rc" -eq 75 ]
+	[ "$(cat "$BATS_TEST_TMPDIR/err")" = \
+		"payctl authorize: stopped on SIGTERM after line 5: the rest of the input was not read" ]
+	jq -e -s 'length == 5 and all(.status == "CAPTURE_REQUESTED")' \
+		"$BATS_TEST_TMPDIR/out"
+	[ "$(rows "idempotency_key LIKE '$k-%' AND status = 'CAPTURE_REQUESTED'")" -eq 5 ]
+	[ "$(rows "idempotency_key LIKE '$k-%' AND status = 'PENDING'")" -eq 0 ]
+}

@@ -3,6 +3,7 @@
 # gateway authorizations; every transition is provoked with the mock
 # gateway's fault modes, and each payctl run is a separate process sharing
 # the breaker through the database.
+# shellcheck disable=SC2016 # bash -c expands its tests in the child.
 
 load test_helper
 load payctl_helper

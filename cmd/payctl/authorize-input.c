@@ -1,19 +1,15 @@
 /*
- * authorize-input: the request lines of payctl authorize - read from
- * standard input without stdio, so that the reader can tell whether more
- * input is ready before it claims a batch, and checked field by field.
+ * authorize-input: the request lines of payctl authorize -, checked
+ * field by field.
  */
 #include "diag.h"
 #include "js.h"
 #include "stream.h"
 #include "valid.h"
 
-#include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 void
 sreq_free(struct sreq *r)
@@ -94,65 +90,4 @@ bad:
 	r->rid = NULL;
 	sreq_free(r);
 	return NULL;
-}
-
-/*
- * The next line of standard input in *out.  L_NONE when none is complete
- * and (without block) no more input is ready; L_EOF at the end.
- */
-int
-lines_next(struct lines *L, bool block, char **out)
-{
-	struct pollfd pfd = { .fd = STDIN_FILENO, .events = POLLIN };
-	char *nl;
-	ssize_t n;
-
-	/* memchr() and memmove() are not given a null buffer, even empty. */
-	if (L->buf == NULL) {
-		L->cap = LINE_MAX_BYTES + 1;
-		L->buf = xmalloc(L->cap);
-	}
-	for (;;) {
-		nl = memchr(L->buf + L->off, '\n', L->len - L->off);
-		if (nl == NULL && L->eof && L->off < L->len)
-			nl = L->buf + L->len; /* last line, no newline */
-		if (nl != NULL) {
-			*nl = '\0';
-			*out = L->buf + L->off;
-			L->nul =
-			    memchr(*out, '\0', (size_t)(nl - *out)) != NULL;
-			L->off = (size_t)(nl - L->buf) + 1;
-			if (L->off > L->len)
-				L->off = L->len;
-			L->lineno++;
-			return L_LINE;
-		}
-		if (L->eof)
-			return L_EOF;
-		memmove(L->buf, L->buf + L->off, L->len - L->off);
-		L->len -= L->off;
-		L->off = 0;
-		if (L->len >= LINE_MAX_BYTES) {
-			/* Keep the start to say which line; drop the rest. */
-			L->skipping = true;
-			L->len = 1;
-		}
-		if (!block && poll(&pfd, 1, 0) == 0)
-			return L_NONE;
-		if (L->cap - L->len < 65536) {
-			L->cap = L->len + 65536 + 1;
-			L->buf = xrealloc(L->buf, L->cap);
-		}
-		n = read(STDIN_FILENO, L->buf + L->len, L->cap - L->len - 1);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			diag_warn("read standard input: %s", strerror(errno));
-			L->eof = true;
-		} else if (n == 0) {
-			L->eof = true;
-		} else {
-			L->len += (size_t)n;
-		}
-	}
 }

@@ -19,6 +19,7 @@
  * for its call.  Results come out in
  * any order, each with its line number and requestId.
  */
+#include "clock.h"
 #include "conf.h"
 #include "diag.h"
 #include "js.h"
@@ -53,16 +54,12 @@ static struct {
 	long concurrency;
 	struct ratelimit rl;
 	char *url;
-	/* Output and the exit code's counters, under out_mu. */
-	pthread_mutex_t out_mu;
-	bool out_failed;
-	long total, bad, unavailable, temporary, internal, declined;
+	struct lines in; /* the reader's */
 } S = {
 	.mu = PTHREAD_MUTEX_INITIALIZER,
 	.room = PTHREAD_COND_INITIALIZER,
 	.fin = PTHREAD_COND_INITIALIZER,
 	.slow = PTHREAD_COND_INITIALIZER,
-	.out_mu = PTHREAD_MUTEX_INITIALIZER,
 };
 
 static void
@@ -91,43 +88,16 @@ pop(struct queue *q)
 	return r;
 }
 
-/* Print one result line (taking line) and count its outcome. */
 static void
 emit(long lineno, json_t *rid, json_t *line, int code, bool declined)
 {
-	json_object_set_new(line, "line", json_integer(lineno));
-	if (rid != NULL)
-		json_object_set(line, "request_id", rid);
-	pthread_mutex_lock(&S.out_mu);
-	S.total++;
-	if (code == EX_DATAERR)
-		S.bad++;
-	else if (code == EX_UNAVAILABLE)
-		S.unavailable++;
-	else if (code == EX_TEMPFAIL)
-		S.temporary++;
-	else if (code != 0)
-		S.internal++;
-	else if (declined)
-		S.declined++;
-	if (!S.out_failed && js_print(line) != 0)
-		S.out_failed = true;
-	else if (S.out_failed)
-		json_decref(line);
-	pthread_mutex_unlock(&S.out_mu);
+	lines_emit(lineno, rid, line, code, declined, false);
 }
 
 static void
 flush_out(void)
 {
-	pthread_mutex_lock(&S.out_mu);
-	if (!S.out_failed && fflush(stdout) != 0) {
-		if (errno != EPIPE)
-			diag_warn(
-			    "write to standard output: %s", strerror(errno));
-		S.out_failed = true;
-	}
-	pthread_mutex_unlock(&S.out_mu);
+	lines_flush();
 }
 
 static void __attribute__((format(printf, 4, 5)))
@@ -156,31 +126,6 @@ done(struct sreq *r)
 	pthread_mutex_unlock(&S.mu);
 }
 
-int
-conn_use(struct conn *c)
-{
-	if (c->db != NULL)
-		return 0;
-	c->db = db_connect(NULL, &c->code, c->msg, sizeof(c->msg));
-	return c->db == NULL ? c->code : 0;
-}
-
-void
-conn_fail(struct conn *c, int rc)
-{
-	/* A connection that went away is made again for the next batch. */
-	if (rc == EX_UNAVAILABLE) {
-		db_close(c->db);
-		c->db = NULL;
-	}
-}
-
-static const char *
-conn_error(const struct conn *c)
-{
-	return c->db ? db_error(c->db) : c->msg;
-}
-
 static void
 db_errors(struct sreq **v, size_t n, struct conn *c, int rc, const char *what)
 {
@@ -198,15 +143,6 @@ db_errors(struct sreq **v, size_t n, struct conn *c, int rc, const char *what)
 }
 
 /* Reader: lines to batches of claims. */
-
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* The outcome of a request whose key another row holds. */
 static void
@@ -298,6 +234,7 @@ limit(struct db *db, struct sreq **v, size_t n)
 static void
 claim(struct conn *c, struct sreq **v, size_t n)
 {
+	int64_t lease_end;
 	size_t i;
 	int rc, tries;
 
@@ -305,6 +242,9 @@ claim(struct conn *c, struct sreq **v, size_t n)
 		db_errors(v, n, c, rc, "claim");
 		return;
 	}
+	lease_end = clock_mono_ms() + auth_lease_us() / 1000;
+	for (i = 0; i < n; i++)
+		v[i]->a.lease_end = lease_end;
 	for (tries = 0; tries < 3; tries++)
 		if ((rc = batch_claim(c->db, v, n)) == 0 ||
 		    !db_retryable(c->db))
@@ -338,7 +278,7 @@ static void *
 reader(void *arg)
 {
 	struct conn *c = arg;
-	struct lines L = { 0 };
+	struct lines *L = &S.in;
 	char err[256];
 	json_t *rid;
 	struct sreq *v[BATCH], *r;
@@ -358,19 +298,19 @@ reader(void *arg)
 			S.inflight += room; /* reserved; returned below */
 			pthread_mutex_unlock(&S.mu);
 		}
-		got = S.out_failed ? L_EOF : lines_next(&L, n == 0, &line);
+		got = lines_out_failed() ? L_EOF : lines_next(L, n == 0, &line);
 		if (got == L_LINE) {
-			if (L.skipping) {
-				L.skipping = false;
-				emit(L.lineno, NULL,
+			if (L->skipping) {
+				L->skipping = false;
+				emit(L->lineno, NULL,
 				    json_pack("{s:s, s:s}", "error",
 				        "BAD_REQUEST", "message",
 				        "line longer than 65536 bytes"),
 				    EX_DATAERR, false);
 				continue;
 			}
-			if (L.nul) {
-				emit(L.lineno, NULL,
+			if (L->nul) {
+				emit(L->lineno, NULL,
 				    json_pack("{s:s, s:s}", "error",
 				        "BAD_REQUEST", "message",
 				        "line holds a NUL byte"),
@@ -379,19 +319,19 @@ reader(void *arg)
 			}
 			if (line[strspn(line, " \t\r")] == '\0')
 				continue;
-			if ((r = sreq_parse(L.lineno, line, err, sizeof(err),
+			if ((r = sreq_parse(L->lineno, line, err, sizeof(err),
 			         &rid)) != NULL)
 				v[n++] = r;
 			else {
-				emit(L.lineno, rid,
+				emit(L->lineno, rid,
 				    json_pack("{s:s, s:s}", "error",
 				        "BAD_REQUEST", "message", err),
 				    EX_DATAERR, false);
 				json_decref(rid);
 			}
 			if (n == 1)
-				first = now_ms();
-			if (n < room && now_ms() - first < BATCH_WAIT_MS)
+				first = clock_mono_ms();
+			if (n < room && clock_mono_ms() - first < BATCH_WAIT_MS)
 				continue;
 		}
 		if (n == 0 && got != L_EOF)
@@ -407,7 +347,7 @@ reader(void *arg)
 		if (got == L_EOF)
 			break;
 	}
-	free(L.buf);
+	free(L->buf);
 	pthread_mutex_lock(&S.mu);
 	S.reader_done = true;
 	pthread_cond_broadcast(&S.slow);
@@ -571,11 +511,26 @@ report(struct sreq *r)
 	    0, r->res.outcome == PG_DECLINED);
 }
 
+struct finish_batch {
+	struct sreq **v;
+	size_t n;
+};
+
+static int
+finish_batch(struct db *db, void *arg)
+{
+	struct finish_batch *b = arg;
+
+	return batch_finish(db, b->v, b->n);
+}
+
 static void *
 finisher(void *arg)
 {
 	struct conn *c = arg;
 	struct sreq *v[BATCH];
+	struct finish_batch b = { v, 0 };
+	int64_t deadline;
 	size_t n, i, nslow;
 	int rc;
 
@@ -588,9 +543,16 @@ finisher(void *arg)
 		pthread_mutex_unlock(&S.mu);
 		if (n == 0)
 			break;
-		if ((rc = conn_use(c)) != 0 ||
-		    (rc = batch_finish(c->db, v, n)) != 0) {
-			/* The claims stay PENDING; their lease runs out. */
+		/*
+		 * The gateway's answers are not given up while the claims
+		 * are ours: a database that went away is waited for.
+		 */
+		for (i = 0, deadline = INT64_MAX; i < n; i++)
+			if (v[i]->a.lease_end < deadline)
+				deadline = v[i]->a.lease_end;
+		b.n = n;
+		if ((rc = conn_retry(c, deadline, finish_batch, &b)) != 0) {
+			/* The claims stay PENDING: a retry takes them over. */
 			db_errors(v, n, c, rc, "record the authorization");
 			continue;
 		}
@@ -647,7 +609,7 @@ slow(void *arg)
 			db_errors(&r, 1, &s->c, rc, "claim");
 			continue;
 		}
-		auth_run(s->c.db, s->h, &S.rl, &r->a, &out);
+		auth_run(&s->c, s->h, &S.rl, &r->a, &out);
 		if (strcmp(js_getstr(out.line, "error", ""),
 		        "DATABASE_ERROR") == 0)
 			conn_fail(&s->c, out.code);
@@ -656,38 +618,6 @@ slow(void *arg)
 		done(r);
 	}
 	return NULL;
-}
-
-static int
-summary(bool exit_status)
-{
-	long failed = S.bad + S.unavailable + S.temporary + S.internal;
-	char why[128] = "";
-	size_t n = 0;
-
-#define WHY(count, what)                                                       \
-	if (count > 0)                                                         \
-	n += (size_t)snprintf(                                                 \
-	    why + n, sizeof(why) - n, "%s%ld " what, n ? ", " : "", count)
-	WHY(S.bad, "bad");
-	WHY(S.unavailable, "unavailable");
-	WHY(S.temporary, "temporary");
-	WHY(S.internal, "internal");
-#undef WHY
-	if (failed > 0)
-		diag_warn(
-		    "%ld of %ld requests failed (%s)", failed, S.total, why);
-	if (S.out_failed)
-		return EX_IOERR;
-	if (S.bad > 0)
-		return EX_DATAERR;
-	if (S.unavailable > 0)
-		return EX_UNAVAILABLE;
-	if (S.internal > 0)
-		return EX_SOFTWARE;
-	if (S.temporary > 0)
-		return EX_TEMPFAIL;
-	return exit_status && S.declined > 0 ? EX_MISMATCH : 0;
 }
 
 int
@@ -737,6 +667,7 @@ auth_stream(bool exit_status, long concurrency)
 	S.url = pg_url(PG_AUTHORIZE);
 	S.finishers = FINISHERS;
 	ratelimit_conf("authorize", &S.rl);
+	lines_catch_signals();
 	if (pthread_create(&tr, NULL, reader, &cr) != 0 ||
 	    pthread_create(&ts, NULL, slow, &sa) != 0)
 		diag_die(EX_SOFTWARE, "cannot start a thread");
@@ -757,6 +688,5 @@ auth_stream(bool exit_status, long concurrency)
 	db_close(cr.db);
 	db_close(sa.c.db);
 	free(S.url);
-	flush_out();
-	return summary(exit_status);
+	return lines_summary(&S.in, exit_status);
 }

@@ -14,6 +14,7 @@
  *
  * Stream mode (payctl authorize -) is in authorize-stream.c.
  */
+#include "clock.h"
 #include "conf.h"
 #include "diag.h"
 #include "js.h"
@@ -27,7 +28,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 static const char usage_text[] =
     "usage: payctl authorize [-eh] -m merchant -a amount [-c currency] -k key"
@@ -79,13 +79,13 @@ static void __attribute__((format(printf, 5, 6))) fail(struct auth_out *out,
 }
 
 static void
-dbfail(struct auth_out *out, struct db *db, int rc, const struct auth *a,
+dbfail(struct auth_out *out, const struct conn *c, int rc, const struct auth *a,
     const char *what)
 {
 	fail(out, rc ? rc : EX_SOFTWARE, "DATABASE_ERROR",
 	    json_pack("{s:s, s:s}", "merchant_id", a->merchant,
 	        "idempotency_key", a->key),
-	    "%s of key '%s': %s", what, a->key, db_error(db));
+	    "%s of key '%s': %s", what, a->key, conn_error(c));
 }
 
 json_t *
@@ -139,6 +139,7 @@ claim(struct db *db, struct auth *a)
 	int rc;
 
 	outbox_uuid(a->token);
+	a->lease_end = clock_mono_ms() + auth_lease_us() / 1000;
 	if ((rc = db_query(db, claim_sql, "ssisuis", a->merchant, a->key,
 	         a->amount, a->currency, (int)a->capture, auth_lease_us(),
 	         a->token)) != 0)
@@ -159,63 +160,81 @@ release(struct db *db, struct auth *a)
 	db_exec(db, release_sql, "is", a->payment_id, a->token);
 }
 
+/* What finish() records. */
+struct outcome {
+	const struct auth *a;
+	const char *status;
+	const struct pg_result *res;
+	bool lost; /* the claim was taken over meanwhile: nothing written */
+};
+
 /*
- * Record the outcome with its events in one transaction.  *lost when the
- * claim was taken over meanwhile: nothing was written.
+ * Record the outcome with its events in one transaction.  Guarded by the
+ * claim token, so trying again after a commit whose answer was lost finds
+ * the claim gone and writes nothing twice.
  */
 static int
-finish(struct db *db, struct auth *a, const char *status,
-    const struct pg_result *res, bool *lost)
+finish(struct db *db, void *arg)
 {
+	struct outcome *o = arg;
+	const struct auth *a = o->a;
+	const struct pg_result *res = o->res;
 	bool ok = res->outcome == PG_APPROVED;
-	int rc;
+	int rc, tries;
 
-	*lost = false;
-	if ((rc = db_begin(db)) != 0)
-		return rc;
-	rc = db_exec(db, finish_sql, "sssssis", status,
-	    ok ? res->approval : NULL, ok ? res->txn : NULL, res->code,
-	    res->message, a->payment_id, a->token);
-	if (rc == 0 && db_affected(db) != 1) {
-		*lost = true;
+	for (tries = 0; tries < 3; tries++) {
+		o->lost = false;
+		if ((rc = db_begin(db)) != 0)
+			return rc;
+		rc = db_exec(db, finish_sql, "sssssis", o->status,
+		    ok ? res->approval : NULL, ok ? res->txn : NULL, res->code,
+		    res->message, a->payment_id, a->token);
+		if (rc == 0 && db_affected(db) != 1) {
+			o->lost = true;
+			db_rollback(db);
+			return 0;
+		}
+		if (rc == 0 && ok)
+			rc = emit(db, a, EV_AUTHORIZED, "AUTHORIZED", res);
+		if (rc == 0 && ok && a->capture)
+			rc = emit(db, a, EV_CAPTURE_REQUESTED,
+			    "CAPTURE_REQUESTED", res);
+		if (rc == 0 && (rc = db_commit(db)) == 0)
+			return 0;
 		db_rollback(db);
-		return 0;
+		if (!db_retryable(db))
+			break;
 	}
-	if (rc == 0 && ok)
-		rc = emit(db, a, EV_AUTHORIZED, "AUTHORIZED", res);
-	if (rc == 0 && ok && a->capture)
-		rc =
-		    emit(db, a, EV_CAPTURE_REQUESTED, "CAPTURE_REQUESTED", res);
-	if (rc == 0)
-		rc = db_commit(db);
-	if (rc != 0)
-		db_rollback(db);
 	return rc;
 }
 
 static int existing(
-    struct db *db, struct http *h, struct auth *a, struct auth_out *out);
+    struct conn *c, struct http *h, struct auth *a, struct auth_out *out);
 
-/* Ask the gateway for the claimed key and record what it said. */
+/*
+ * Ask the gateway for the claimed key and record what it said.  The
+ * answer is not given up while the claim is ours: a database that went
+ * away is waited for until the lease runs out.
+ */
 static void
-call(struct db *db, struct http *h, struct auth *a, struct auth_out *out)
+call(struct conn *c, struct http *h, struct auth *a, struct auth_out *out)
 {
 	struct pg_request q = { .merchant = a->merchant,
 		.amount = a->amount,
 		.currency = a->currency,
 		.key = a->key };
+	struct outcome o = { .a = a };
 	struct breaker_call bc;
 	struct pg_result res;
 	const char *status;
-	bool lost = false;
-	int rc, tries;
+	int rc;
 
 	if (gw_permit(&bc, &res)) {
 		pg_call(h, PG_AUTHORIZE, &q, &res);
 		gw_record(&bc, &res);
 	}
 	if (res.outcome == PG_ERROR) {
-		release(db, a);
+		release(c->db, a);
 		fail(out, res.exit_code, "GATEWAY_ERROR",
 		    json_pack("{s:s, s:s, s:I}", "merchant_id", a->merchant,
 		        "idempotency_key", a->key, "http_status",
@@ -228,17 +247,16 @@ call(struct db *db, struct http *h, struct auth *a, struct auth_out *out)
 		status = "AUTH_FAILED";
 	else
 		status = a->capture ? "CAPTURE_REQUESTED" : "AUTHORIZED";
-	for (tries = 0; tries < 3; tries++)
-		if ((rc = finish(db, a, status, &res, &lost)) == 0 ||
-		    !db_retryable(db))
-			break;
-	if (rc != 0) {
-		dbfail(out, db, rc, a, "record the authorization");
+	o.status = status;
+	o.res = &res;
+	if ((rc = conn_retry(c, a->lease_end, finish, &o)) != 0) {
+		/* The claim stays PENDING: a retry of the key takes it over. */
+		dbfail(out, c, rc, a, "record the authorization");
 		return;
 	}
-	if (lost) {
+	if (o.lost) {
 		/* Taken over: show what the new holder records. */
-		if (existing(db, h, a, out) == AGAIN)
+		if (existing(c, h, a, out) == AGAIN)
 			fail(out, EX_TEMPFAIL, "IN_PROGRESS", NULL,
 			    "authorization of key '%s': the claim was taken "
 			    "over and then released; retry",
@@ -258,29 +276,13 @@ same_request(const struct auth *a, const struct payment *p)
 	    a->capture == p->auto_capture;
 }
 
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void
-sleep_ms(int64_t ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000 };
-
-	nanosleep(&ts, NULL);
-}
-
 static int
 take_over(struct db *db, struct auth *a, const struct payment *p, bool *took)
 {
 	int rc;
 
 	outbox_uuid(a->token);
+	a->lease_end = clock_mono_ms() + auth_lease_us() / 1000;
 	if ((rc = db_exec(db, takeover_sql, "isi", auth_lease_us(), a->token,
 	         p->id)) != 0)
 		return rc;
@@ -296,9 +298,10 @@ take_over(struct db *db, struct auth *a, const struct payment *p, bool *took)
  * the row went away (a gateway error released it).
  */
 static int
-existing(struct db *db, struct http *h, struct auth *a, struct auth_out *out)
+existing(struct conn *c, struct http *h, struct auth *a, struct auth_out *out)
 {
-	int64_t deadline = now_ms() + auth_lease_us() / 1000 + 5000;
+	int64_t deadline = clock_mono_ms() + auth_lease_us() / 1000 + 5000;
+	struct db *db = c->db;
 	int64_t pause = 5;
 	struct payment p;
 	bool took;
@@ -306,7 +309,7 @@ existing(struct db *db, struct http *h, struct auth *a, struct auth_out *out)
 
 	for (;;) {
 		if ((rc = payment_by_key(db, a->merchant, a->key, &p)) != 0) {
-			dbfail(out, db, rc, a, "read the payment");
+			dbfail(out, c, rc, a, "read the payment");
 			return 0;
 		}
 		if (p.id == 0)
@@ -333,16 +336,16 @@ existing(struct db *db, struct http *h, struct auth *a, struct auth_out *out)
 		}
 		if (p.lease_expired) {
 			if ((rc = take_over(db, a, &p, &took)) != 0) {
-				dbfail(out, db, rc, a, "take over the claim");
+				dbfail(out, c, rc, a, "take over the claim");
 				return 0;
 			}
 			if (took) {
-				call(db, h, a, out);
+				call(c, h, a, out);
 				return 0;
 			}
 			continue;
 		}
-		if (now_ms() > deadline) {
+		if (clock_mono_ms() > deadline) {
 			fail(out, EX_TEMPFAIL, "IN_PROGRESS",
 			    json_pack("{s:I}", "payment_id", (json_int_t)p.id),
 			    "authorization of key '%s': still in progress in "
@@ -350,29 +353,29 @@ existing(struct db *db, struct http *h, struct auth *a, struct auth_out *out)
 			    a->key);
 			return 0;
 		}
-		sleep_ms(pause);
+		clock_sleep_ms(pause);
 		pause = pause * 2 > 100 ? 100 : pause * 2;
 	}
 }
 
 static void
-limit(struct db *db, struct http *h, const struct ratelimit *rl, struct auth *a,
-    struct auth_out *out)
+limit(struct conn *c, struct http *h, const struct ratelimit *rl,
+    struct auth *a, struct auth_out *out)
 {
 	long long granted, after;
 	int rc;
 
-	if ((rc = ratelimit_take(db, rl, a->merchant, 1, &granted, &after)) !=
-	    0) {
-		release(db, a);
-		dbfail(out, db, rc, a, "rate limit");
+	if ((rc = ratelimit_take(
+	         c->db, rl, a->merchant, 1, &granted, &after)) != 0) {
+		release(c->db, a);
+		dbfail(out, c, rc, a, "rate limit");
 		return;
 	}
 	if (granted == 1) {
-		call(db, h, a, out);
+		call(c, h, a, out);
 		return;
 	}
-	release(db, a);
+	release(c->db, a);
 	fail(out, EX_TEMPFAIL, "RATE_LIMITED",
 	    json_pack("{s:s, s:s, s:s, s:I, s:I}", "action", "authorize",
 	        "merchant_id", a->merchant, "idempotency_key", a->key, "limit",
@@ -384,28 +387,28 @@ limit(struct db *db, struct http *h, const struct ratelimit *rl, struct auth *a,
 }
 
 void
-auth_run(struct db *db, struct http *h, const struct ratelimit *rl,
+auth_run(struct conn *c, struct http *h, const struct ratelimit *rl,
     struct auth *a, struct auth_out *out)
 {
 	int rc, tries;
 
 	memset(out, 0, sizeof(*out));
 	for (tries = 0; tries < 5; tries++) {
-		if ((rc = claim(db, a)) == 0) {
+		if ((rc = claim(c->db, a)) == 0) {
 			/* Only a new key counts against the limit. */
 			if (rl->limit > 0)
-				limit(db, h, rl, a, out);
+				limit(c, h, rl, a, out);
 			else
-				call(db, h, a, out);
+				call(c, h, a, out);
 			return;
 		}
-		if (db_retryable(db))
+		if (db_retryable(c->db))
 			continue;
-		if (db_errno(db) != DB_ER_DUP_ENTRY) {
-			dbfail(out, db, rc, a, "claim");
+		if (db_errno(c->db) != DB_ER_DUP_ENTRY) {
+			dbfail(out, c, rc, a, "claim");
 			return;
 		}
-		if (existing(db, h, a, out) != AGAIN)
+		if (existing(c, h, a, out) != AGAIN)
 			return;
 	}
 	fail(out, EX_TEMPFAIL, "IN_PROGRESS", NULL,
@@ -439,6 +442,7 @@ cmd_authorize(int argc, char **argv)
 	bool exit_status = false, no_capture = false;
 	struct auth_out out;
 	struct ratelimit rl;
+	struct conn conn = { 0 };
 	struct http *h;
 	struct db *db;
 	int c, rc;
@@ -520,9 +524,13 @@ cmd_authorize(int argc, char **argv)
 	}
 	ratelimit_conf("authorize", &rl);
 	h = http_new();
-	auth_run(db, h, &rl, &a, &out);
+	/* The breaker holds db too: a reconnect leaves it to gw_close(). */
+	conn.db = conn.shared = db;
+	auth_run(&conn, h, &rl, &a, &out);
 	http_close(h);
 	gw_close();
+	if (conn.db != db)
+		db_close(conn.db);
 	db_close(db);
 	if (out.code != 0)
 		diag_warn("%s", out.msg);

@@ -21,6 +21,8 @@ static const struct command {
 	{ "list", cmd_list, "list payments by status, merchant and time" },
 	{ "breaker", cmd_breaker, "show or move the shared circuit breakers" },
 	{ "audit", cmd_audit, "prove the pipeline's invariants" },
+	{ "recover", cmd_recover,
+	    "finish authorizations whose claim was left behind" },
 	{ "migrate", cmd_migrate, "apply the schema migrations" },
 	{ "config", cmd_config,
 	    "print the settings in effect, secrets masked" },

@@ -22,12 +22,40 @@ int cmd_show(int argc, char **argv);
 int cmd_list(int argc, char **argv);
 int cmd_breaker(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
+int cmd_recover(int argc, char **argv);
 
 /*
  * Load the configuration and connect to the database, or print why not and
  * return the exit code.
  */
 int payctl_connect(struct db **db);
+
+/*
+ * conn.c: a database connection that is made again after the server went
+ * away.  shared is a connection someone else holds too (the breaker's):
+ * conn_fail() lets go of it without closing it.
+ */
+struct conn {
+	struct db *db;
+	struct db *shared;
+	int code; /* last connect failure */
+	char msg[512];
+};
+
+/* Connect if not connected: 0, or the exit code with why in msg. */
+int conn_use(struct conn *c);
+/* After a failure with exit code rc: drop a connection that went away. */
+void conn_fail(struct conn *c, int rc);
+/* Why the last statement or connect failed. */
+const char *conn_error(const struct conn *c);
+/*
+ * Run body on c until it succeeds or fails for good: while it fails
+ * because the server went away (69) or for a moment (75), reconnect and
+ * try again, pausing 20 ms doubling up to 1 s, until the monotonic clock
+ * passes deadline (ms).  Returns body's last answer or the connect error.
+ */
+int conn_retry(struct conn *c, int64_t deadline,
+    int (*body)(struct db *db, void *arg), void *arg);
 
 /* payment.c: a payment row, read and printed the same way everywhere. */
 struct payment {
@@ -106,6 +134,7 @@ struct auth {
 	int64_t payment_id;
 	char token[37];
 	char created_at[32];
+	int64_t lease_end; /* monotonic ms; no sooner than the row's */
 };
 
 struct auth_out {
@@ -118,8 +147,12 @@ struct auth_out {
 /* How long a claim is held: twice pg_timeout plus 10 s, in microseconds. */
 int64_t auth_lease_us(void);
 
-/* Claim the key, or replay, wait for or take over the existing claim. */
-void auth_run(struct db *db, struct http *h, const struct ratelimit *rl,
+/*
+ * Claim the key, or replay, wait for or take over the existing claim.  c
+ * is connected; a gateway answer is recorded across a database outage
+ * for as long as the claim's lease lasts.
+ */
+void auth_run(struct conn *c, struct http *h, const struct ratelimit *rl,
     struct auth *a, struct auth_out *out);
 
 /* The result object of a finished authorization held by a. */

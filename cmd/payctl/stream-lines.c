@@ -25,7 +25,6 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
-#include <stdio_ext.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -283,71 +282,17 @@ static struct {
 	struct worker *w;
 	long nw;
 	bool eof;
-	/* Output and the exit status's counters, under out_mu. */
-	pthread_mutex_t out_mu;
-	bool out_failed;
-	long total, bad, unavailable, temporary, internal;
+	struct lines in;
 } S = {
 	.mu = PTHREAD_MUTEX_INITIALIZER,
 	.room = PTHREAD_COND_INITIALIZER,
-	.out_mu = PTHREAD_MUTEX_INITIALIZER,
 };
-
-/* Under out_mu. */
-static void
-flush_locked(void)
-{
-	if (!S.out_failed && fflush(stdout) != 0) {
-		if (errno != EPIPE)
-			diag_warn(
-			    "write to standard output: %s", strerror(errno));
-		S.out_failed = true;
-	}
-}
-
-static void
-flush_out(void)
-{
-	pthread_mutex_lock(&S.out_mu);
-	flush_locked();
-	pthread_mutex_unlock(&S.out_mu);
-}
-
-static bool
-out_failed(void)
-{
-	bool failed;
-
-	pthread_mutex_lock(&S.out_mu);
-	failed = S.out_failed;
-	pthread_mutex_unlock(&S.out_mu);
-	return failed;
-}
 
 /* Print one result line (taking line), count its outcome, maybe flush. */
 static void
 emit(long lineno, json_t *rid, json_t *line, int code, bool flush)
 {
-	json_object_set_new(line, "line", json_integer(lineno));
-	if (rid != NULL)
-		json_object_set(line, "request_id", rid);
-	pthread_mutex_lock(&S.out_mu);
-	S.total++;
-	if (code == EX_DATAERR)
-		S.bad++;
-	else if (code == EX_UNAVAILABLE)
-		S.unavailable++;
-	else if (code == EX_TEMPFAIL)
-		S.temporary++;
-	else if (code != 0)
-		S.internal++;
-	if (S.out_failed)
-		json_decref(line);
-	else if (js_print(line) != 0)
-		S.out_failed = true;
-	if (flush)
-		flush_locked();
-	pthread_mutex_unlock(&S.out_mu);
+	lines_emit(lineno, rid, line, code, false, flush);
 }
 
 static void
@@ -437,7 +382,7 @@ work(void *arg)
 		for (i = 0; i < n; i++)
 			q[i] = &v[i]->q;
 		/* Nobody would see the results. */
-		if (!out_failed())
+		if (!lines_out_failed())
 			run(w, q, r, n);
 		for (i = 0; i < n; i++) {
 			if (r[i].line != NULL)
@@ -501,69 +446,34 @@ dispatch(long lineno, const char *s)
 static void
 read_lines(void)
 {
-	struct lines L = { .cap = LINE_MAX_BYTES + 1 };
+	struct lines *L = &S.in;
 	char *line;
 	int got;
 
-	/* lines_next() would start from a null buffer, which UBSan reports. */
-	L.buf = xmalloc(L.cap);
 	for (;;) {
-		if (out_failed())
+		if (lines_out_failed())
 			break;
 		/* Nothing more to read yet: let the results out first. */
-		if ((got = lines_next(&L, false, &line)) == L_NONE) {
-			flush_out();
-			got = lines_next(&L, true, &line);
+		if ((got = lines_next(L, false, &line)) == L_NONE) {
+			lines_flush();
+			got = lines_next(L, true, &line);
 		}
 		if (got == L_EOF)
 			break;
-		if (L.skipping) {
-			L.skipping = false;
+		if (L->skipping) {
+			L->skipping = false;
 			bad_request(
-			    L.lineno, NULL, "line longer than 65536 bytes");
+			    L->lineno, NULL, "line longer than 65536 bytes");
 			continue;
 		}
-		if (L.nul) {
-			bad_request(L.lineno, NULL, "line holds a NUL byte");
+		if (L->nul) {
+			bad_request(L->lineno, NULL, "line holds a NUL byte");
 			continue;
 		}
 		if (line[strspn(line, " \t\r")] != '\0')
-			dispatch(L.lineno, line);
+			dispatch(L->lineno, line);
 	}
-	free(L.buf);
-}
-
-static int
-summary(void)
-{
-	long failed = S.bad + S.unavailable + S.temporary + S.internal;
-	char why[128] = "";
-	size_t n = 0;
-
-#define WHY(count, what)                                                       \
-	if (count > 0)                                                         \
-	n += (size_t)snprintf(                                                 \
-	    why + n, sizeof(why) - n, "%s%ld " what, n ? ", " : "", count)
-	WHY(S.bad, "bad");
-	WHY(S.unavailable, "unavailable");
-	WHY(S.temporary, "temporary");
-	WHY(S.internal, "internal");
-#undef WHY
-	if (failed > 0)
-		diag_warn(
-		    "%ld of %ld requests failed (%s)", failed, S.total, why);
-	/* The precedence of payctl authorize -. */
-	if (S.out_failed)
-		return EX_IOERR;
-	if (S.bad > 0)
-		return EX_DATAERR;
-	if (S.unavailable > 0)
-		return EX_UNAVAILABLE;
-	if (S.internal > 0)
-		return EX_SOFTWARE;
-	if (S.temporary > 0)
-		return EX_TEMPFAIL;
-	return 0;
+	free(L->buf);
 }
 
 int
@@ -606,6 +516,7 @@ stream_run(const struct stream_cmd *cmd, long workers)
 			diag_die(EX_SOFTWARE, "cannot start a thread");
 	}
 	if (rc == 0) {
+		lines_catch_signals();
 		read_lines();
 		pthread_mutex_lock(&S.mu);
 		S.eof = true;
@@ -614,13 +525,8 @@ stream_run(const struct stream_cmd *cmd, long workers)
 		pthread_mutex_unlock(&S.mu);
 		for (i = 0; i < workers; i++)
 			pthread_join(S.w[i].thread, NULL);
-		flush_out();
-		rc = summary();
-	}
-	/* Said once; what is left in the buffer would only fail again. */
-	if (S.out_failed) {
-		__fpurge(stdout);
-		clearerr(stdout);
+		lines_flush();
+		rc = lines_summary(&S.in, false);
 	}
 	for (i = 0; i < workers; i++)
 		db_close(S.w[i].c.db);

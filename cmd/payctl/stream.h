@@ -6,6 +6,7 @@
 #ifndef PAYCTL_STREAM_H
 #define PAYCTL_STREAM_H
 
+#include "lines.h"
 #include "payctl.h"
 
 #include <stddef.h>
@@ -32,25 +33,6 @@ struct sreq {
 enum { SR_NEW, SR_OWNED, SR_OTHER, SR_DONE, SR_SLOW, SR_LOST };
 
 /* authorize-input.c */
-#define LINE_MAX_BYTES 65536
-
-struct lines {
-	char *buf;
-	size_t len, off, cap;
-	long lineno;
-	bool eof;
-	bool skipping; /* the line was longer than LINE_MAX_BYTES */
-	bool nul; /* the line holds a NUL byte, which no JSON text has */
-};
-
-enum { L_LINE, L_NONE, L_EOF };
-
-/*
- * The next line of standard input in *out.  L_NONE when none is complete
- * and (without block) no more input is ready; L_EOF at the end.
- */
-int lines_next(struct lines *L, bool block, char **out);
-
 /*
  * The request of one line, or NULL with why in err and the line's
  * requestId, when it had a good one, in *rid (the caller's).
@@ -58,16 +40,6 @@ int lines_next(struct lines *L, bool block, char **out);
 struct sreq *sreq_parse(
     long lineno, const char *s, char *err, size_t errlen, json_t **rid);
 void sreq_free(struct sreq *r);
-
-/* A database connection that reconnects after the server went away. */
-struct conn {
-	struct db *db;
-	int code; /* last connect failure */
-	char msg[512];
-};
-
-int conn_use(struct conn *c);
-void conn_fail(struct conn *c, int rc);
 
 /*
  * Claim the keys of v[0..n) with one multi-row insert: requests whose row
