@@ -199,8 +199,11 @@ jqs() {
 }
 
 @test "SIGTERM stops the schedule, lets what is in flight finish and still reports" {
-	# timeout sends SIGTERM after 2 s of a 30 s run.
-	run -0 --separate-stderr timeout --preserve-status -s TERM 2 \
+	# timeout sends SIGTERM after 2 s of a 30 s run, to loadgen alone:
+	# without --foreground it signals its whole process group as well, and
+	# a loadgen scheduled between the two deliveries takes the second for
+	# an operator's "stop now".
+	run -0 --separate-stderr timeout --foreground --preserve-status -s TERM 2 \
 		loadgen -q -T "$ECHO --delay-ms 300" -r 20 -d 30s
 	jqs '.state.stopped == true and .state.aborted == false'
 	jqs '.metrics.iterations.count >= 20 and .metrics.iterations.count < 200'
