@@ -73,6 +73,7 @@ struct req {
 	bool toolarge;
 	bool waiting; /* Suspended; the outcome below is the answer. */
 	int ep;
+	char key[KEY_MAX + 1]; /* idempotencyKey */
 	bool drop;
 	unsigned status;
 	char *out;
@@ -87,6 +88,8 @@ struct keytab {
 		uint64_t hash;
 		char *key;
 		uint64_t count;
+		uint64_t first; /* the id of the first approval, if approved */
+		bool approved;
 	} * slot;
 	size_t cap, n;
 	uint64_t calls;
@@ -203,6 +206,42 @@ keytab_add(struct keytab *t, const char *key)
 	pthread_mutex_unlock(&t->mu);
 }
 
+/* Whether the key was approved before. */
+static bool
+keytab_approved(struct keytab *t, const char *key)
+{
+	bool yes = false;
+
+	pthread_mutex_lock(&t->mu);
+	if (t->cap > 0)
+		yes = keytab_find(t, key, hash_key(key))->approved;
+	pthread_mutex_unlock(&t->mu);
+	return yes;
+}
+
+/*
+ * The id of the key's first approval: id when this is the first, else the
+ * one given before.  A gateway answers a repeated key with its first
+ * answer and no second hold.
+ */
+static uint64_t
+keytab_first(struct keytab *t, const char *key, uint64_t id)
+{
+	struct slot *s;
+
+	pthread_mutex_lock(&t->mu);
+	s = keytab_find(t, key, hash_key(key));
+	if (s->key != NULL) {
+		if (!s->approved) {
+			s->approved = true;
+			s->first = id;
+		}
+		id = s->first;
+	}
+	pthread_mutex_unlock(&t->mu);
+	return id;
+}
+
 static uint64_t
 keytab_count(struct keytab *t, const char *key)
 {
@@ -301,14 +340,17 @@ timer_main(void *arg)
 	return NULL;
 }
 
-/* Draws a call's outcome and due time under s; may run with mu held. */
+/*
+ * Draws a call's outcome and due time under s; may run with mu held.  An
+ * approval of a key approved before is that approval again.
+ */
 static void
 decide(struct req *r, const struct setting *s)
 {
 	uint64_t fail = rand64(), delay = rand64(), id = rand64();
-	unsigned a = (unsigned)(id >> 32), b = (unsigned)id;
 	uint64_t span = (uint64_t)(s->dmax - s->dmin + 1);
 	uint64_t ms = (uint64_t)s->dmin + delay % span;
+	unsigned a, b;
 
 	r->due = now_ns() + ms * 1000000;
 	r->status = MHD_HTTP_OK;
@@ -319,16 +361,27 @@ decide(struct req *r, const struct setting *s)
 		r->out = xstrdup("{\"status\":\"ERROR\",\"responseCode\":"
 		                 "\"INTERNAL_ERROR\",\"message\":"
 		                 "\"injected fault: http500\"}\n");
-	} else if (s->fault == F_GARBAGE) {
+		return;
+	}
+	if (s->fault == F_GARBAGE) {
 		/* Cut short, as from a proxy that gave up mid-answer. */
 		r->out = xstrdup("{\"status\":\"SUCC");
-	} else if (s->fault == F_FAIL ||
-	    (double)(fail >> 11) * 0x1.0p-53 < s->rate) {
+		return;
+	}
+	/* The random failures are drawn for new keys only. */
+	if (s->fault == F_FAIL ||
+	    (!keytab_approved(&keys[r->ep], r->key) &&
+	        (double)(fail >> 11) * 0x1.0p-53 < s->rate)) {
 		r->out = xasprintf("{\"status\":\"FAILED\",\"responseCode\":"
 		                   "\"PG_TIMEOUT\",\"message\":\"%s API "
 		                   "timeout\"}\n",
 		    fail_what[r->ep]);
-	} else if (r->ep == EP_AUTHORIZE) {
+		return;
+	}
+	id = keytab_first(&keys[r->ep], r->key, id);
+	a = (unsigned)(id >> 32);
+	b = (unsigned)id;
+	if (r->ep == EP_AUTHORIZE) {
 		r->out = xasprintf("{\"status\":\"SUCCESS\",\"approvalNumber\":"
 		                   "\"APP%08X\",\"transactionId\":\"txn_%08x\","
 		                   "\"responseCode\":\"0000\",\"message\":"
@@ -485,8 +538,9 @@ call(struct req *r)
 		return send_error(
 		    r->conn, MHD_HTTP_BAD_REQUEST, "BAD_REQUEST", "%s", why);
 	}
-	keytab_add(&keys[r->ep],
+	snprintf(r->key, sizeof(r->key), "%s",
 	    json_string_value(json_object_get(j, "idempotencyKey")));
+	keytab_add(&keys[r->ep], r->key);
 	json_decref(j);
 
 	pthread_mutex_lock(&mu);

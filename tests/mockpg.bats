@@ -200,6 +200,30 @@ bad_request() {
 	[ "$(status GET '/stats?endpoint=capture&key=k1')" = 400 ]
 }
 
+@test "a repeated key gets its first approval again, as from a real gateway" {
+	local first
+	first=$(post /v1/authorize "$A")
+	jq -e '.status == "SUCCESS"' <<<"$first"
+	# Random declines are drawn for new keys only; an injected decline
+	# and the transport faults still apply to every call.
+	post /control '{"failureRate":1}' >/dev/null
+	[ "$(post /v1/authorize "$A")" = "$first" ]
+	jq -e '.status == "FAILED"' <<<"$(post /v1/authorize "${A/k1/k2}")"
+	post /control '{"failureRate":0}' >/dev/null
+	[ "$(post /v1/authorize "${A/k1/k3}")" != "$first" ]
+	post /control '{"fault":"fail"}' >/dev/null
+	jq -e '.status == "FAILED"' <<<"$(post /v1/authorize "$A")"
+	post /control '{"fault":"none"}' >/dev/null
+	[ "$(post /v1/authorize "$A")" = "$first" ]
+	run -0 curl -s "$URL/stats?endpoint=authorize&key=k1"
+	jq -e '.calls == 4' <<<"$output"
+	# Settlements and refunds alike; a reset forgets the answers.
+	first=$(post /v1/settle "$S")
+	[ "$(post /v1/settle "$S")" = "$first" ]
+	curl -sf -X POST "$URL/stats/reset" >/dev/null
+	[ "$(post /v1/settle "$S")" != "$first" ]
+}
+
 @test "counts faulted calls too" {
 	post /control '{"fault":"http500"}' >/dev/null
 	post /v1/settle "$S" >/dev/null
