@@ -160,6 +160,16 @@ build/fuzz/libpaykit.a: $(LIBSRC:%.c=build/fuzz/%.o)
 build/fuzz/%: tests/fuzz/%.c build/fuzz/libpaykit.a
 	$(FUZZCC) $(FUZZFLAGS) -fsanitize=fuzzer $(LIBFLAGS) -o $@ $^ $(LIBS)
 
+# payctl's stream request lines are parsed in payctl itself.
+build/fuzz/cmd/payctl/%.o: cmd/payctl/%.c build/config.mk
+	@mkdir -p $(@D)
+	$(FUZZCC) $(FUZZFLAGS) -fsanitize=fuzzer-no-link $(LIBFLAGS) -c -o $@ $<
+
+build/fuzz/fuzz_stream_line: tests/fuzz/fuzz_stream_line.c \
+    build/fuzz/cmd/payctl/authorize-input.o build/fuzz/libpaykit.a
+	$(FUZZCC) $(FUZZFLAGS) -Icmd/payctl -fsanitize=fuzzer $(LIBFLAGS) -o $@ $^ \
+	    $(LIBS)
+
 fuzzers: $(FUZZERS)
 
 # Small C programs that scripts/bench runs (make bench): the raw ceilings
