@@ -192,6 +192,28 @@ aligned() {
 	echo "$output" | jq -e '.refund.oldest_open_age_s | . >= 59 and . < 120'
 }
 
+@test "sums past 2^53 are still exact (the scans fall back to DECIMAL sums)" {
+	# Eleven times 999999999999999 is 10999999999999989: odd and past 2^53,
+	# so a DOUBLE sum cannot hold it.
+	sql "INSERT INTO payment (payment_id, merchant_id, idempotency_key, amount,
+		currency, status) SELECT seq, 'm9', CONCAT('big', seq),
+		999999999999999, 'EUR', 'AUTHORIZED' FROM seq_100_to_110;
+	INSERT INTO settlement_request (id, payment_id, event_key, amount,
+		currency, status) SELECT seq, seq, CONCAT('sb', seq),
+		999999999999999, 'EUR', 'SUCCESS' FROM seq_100_to_110;
+	INSERT INTO ledger_entry (entry_id, event_key, payment_id, account, side,
+		amount, currency, occurred_at) SELECT seq * 2 + s, CONCAT('b', seq),
+		seq, IF(s = 0, 'cash', 'bank'), IF(s = 0, 'DEBIT', 'CREDIT'),
+		999999999999999, 'EUR', NOW(6) FROM seq_100_to_110
+		JOIN (SELECT 0 AS s UNION ALL SELECT 1) x"
+	run -0 dbstat -s payments,settlement,ledger
+	[[ $output == *'{"status":"AUTHORIZED","currency":"EUR","count":11,"amount":10999999999999989,'* ]]
+	[[ $output == *'{"currency":"EUR","count":11,"amount":10999999999999989}'* ]]
+	[[ $output == *'{"account":"cash","currency":"EUR","debits":10999999999999989,"credits":0,'* ]]
+	echo "$output" | jq -e '.ledger.balanced and .ledger.payments_match and
+		.payments.count == 20 and .settlement.total == 18'
+}
+
 @test "ledger: entries, balances per account, both checks pass" {
 	run -0 dbstat -s ledger
 	echo "$output" | jq -e '.ledger | .entries == 14 and .balanced and

@@ -37,12 +37,16 @@
  * literals joined with macros.
  */
 /* clang-format off */
-static const char q_ledger[] =
-    "SELECT account, side, currency, COUNT(*), SUM(amount),"
-    " MOD(SUM(IF(account = ?,"
-    " (payment_id % 2147483647) * (amount % 2147483647), 0)), 2147483647)"
-    " FROM ledger_entry GROUP BY account, side, currency"
-    " ORDER BY account, currency, side";
+/* With SQL_FSUM first, SQL_SUM when a sum is too big (dbstat.h). */
+#define Q_LEDGER(sum, weight)                                                  \
+	"SELECT account, side, currency, COUNT(*), " sum("amount") ", "        \
+	weight " FROM ledger_entry GROUP BY account, side, currency"          \
+	" ORDER BY account, currency, side"
+static const char q_ledger_f[] = Q_LEDGER(SQL_FSUM,
+    SQL_FSUM("IF(account = ?, " BOOK_FTERM("payment_id", "amount") ", 0)"));
+static const char q_ledger_x[] = Q_LEDGER(SQL_SUM,
+    "MOD(SUM(IF(account = ?, " BOOK_TERM("payment_id", "amount") ", 0)),"
+    " 2147483647)");
 
 static const char q_cutoff[] = "SELECT NOW(6) - INTERVAL ? MICROSECOND";
 
@@ -148,6 +152,17 @@ wait_for(struct books *b, const int *field)
 }
 
 void
+side_clear(struct side *s)
+{
+	if (s == NULL)
+		return;
+	free(s->cur);
+	s->cur = NULL;
+	s->n = 0;
+	s->w = 0;
+}
+
+void
 side_add(struct side *s, const char *currency, int64_t net, int64_t w)
 {
 	struct side_cur *c = NULL;
@@ -191,8 +206,8 @@ sides_equal(const struct side *a, const struct side *b)
 	return a->w == b->w;
 }
 
-static int
-snapshot(struct db *db)
+int
+sql_snapshot(struct db *db)
 {
 	int rc;
 
@@ -225,7 +240,7 @@ books_payments(
 	bool bad = false;
 	int rc;
 
-	if ((rc = snapshot(db)) != 0) {
+	if ((rc = sql_snapshot(db)) != 0) {
 		result_fail(r, rc, "snapshot: %s", db_error(db));
 		b->code = rc;
 		snprintf(b->err, sizeof(b->err), "%s", r->err);
@@ -333,26 +348,35 @@ ledger_side(struct side *ls, const char *currency, const char *side,
 static int
 scan_ledger(struct db *db, const struct opts *o, struct scan *s, bool *bad)
 {
+	bool big = true;
 	struct acct *a;
-	int64_t sum;
-	int rc;
+	int64_t sum, w;
+	int rc, pass;
 
-	if ((rc = db_query(db, q_ledger, "s", o->ledger_account)) != 0)
-		return rc;
-	while ((rc = db_next(db)) == 1) {
-		a = acct(s, db_str(db, 0), db_str(db, 2));
-		sum = sql_num(db, 4, bad);
-		s->entries += sql_num(db, 3, bad);
-		if (strcmp(db_str(db, 1), "DEBIT") == 0)
-			a->debits += sum;
-		else
-			a->credits += sum;
-		if (strcmp(db_str(db, 0), o->ledger_account) == 0)
-			ledger_side(&s->ls, db_str(db, 2), db_str(db, 1), sum,
-			    sql_num(db, 5, bad), 1);
+	for (pass = 0; pass < 2 && big; pass++) {
+		scan_free(s);
+		memset(s, 0, sizeof(*s));
+		big = false;
+		if ((rc = db_query(db, pass ? q_ledger_x : q_ledger_f, "s",
+		         o->ledger_account)) != 0)
+			return rc;
+		while ((rc = db_next(db)) == 1) {
+			a = acct(s, db_str(db, 0), db_str(db, 2));
+			sum = sql_num(db, 4, bad);
+			w = sql_num(db, 5, bad);
+			big = big || !SQL_FSUM_OK(sum) || !SQL_FSUM_OK(w);
+			s->entries += sql_num(db, 3, bad);
+			if (strcmp(db_str(db, 1), "DEBIT") == 0)
+				a->debits += sum;
+			else
+				a->credits += sum;
+			if (strcmp(db_str(db, 0), o->ledger_account) == 0)
+				ledger_side(&s->ls, db_str(db, 2),
+				    db_str(db, 1), sum, w, 1);
+		}
+		if (rc < 0)
+			return -rc;
 	}
-	if (rc < 0)
-		return -rc;
 	return 0;
 }
 
@@ -394,7 +418,7 @@ mismatches(struct db *db, const struct opts *o, json_t *list, int64_t *count,
 	char cutoff[40];
 	int rc;
 
-	if ((rc = snapshot(db)) != 0 ||
+	if ((rc = sql_snapshot(db)) != 0 ||
 	    (rc = cutoff_of(db, o, cutoff, sizeof(cutoff))) != 0 ||
 	    (rc = db_query(
 	         db, q_mismatches, "ss", o->ledger_account, cutoff)) != 0)
@@ -493,7 +517,7 @@ books_ledger(
 		json_decref(list);
 		return;
 	}
-	if ((rc = snapshot(db)) != 0 ||
+	if ((rc = sql_snapshot(db)) != 0 ||
 	    (rc = cutoff_of(db, o, cutoff, sizeof(cutoff))) != 0 ||
 	    (rc = in_flight_ids(db, cutoff, &ids, &flying)) != 0) {
 		free(ids);

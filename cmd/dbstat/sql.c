@@ -21,22 +21,35 @@
  * literals joined with macros.
  */
 /* clang-format off */
-static const char q_payments[] =
-    "SELECT status, currency, COUNT(*), SUM(amount), SUM(captured_amount),"
-    " SUM(refunded_amount) FROM payment GROUP BY status, currency";
+/* Each scan twice: with SQL_FSUM first, SQL_SUM when a sum is too big. */
+#define Q_PAYMENTS(sum, more)                                                  \
+	"SELECT status, currency, COUNT(*), " sum("amount") ", "               \
+	sum("captured_amount") ", " sum("refunded_amount") more                \
+	" FROM payment GROUP BY status, currency"
+static const char q_payments_f[] = Q_PAYMENTS(SQL_FSUM, "");
+static const char q_payments_x[] = Q_PAYMENTS(SQL_SUM, "");
 /* The same, with the payments' side of the ledger checksum (ledger.c). */
-static const char q_payments_sum[] =
-    "SELECT status, currency, COUNT(*), SUM(amount), SUM(captured_amount),"
-    " SUM(refunded_amount), "
-    BOOK_WEIGHT("payment_id", "captured_amount - refunded_amount")
-    " FROM payment GROUP BY status, currency";
+static const char q_payments_sum_f[] = Q_PAYMENTS(SQL_FSUM, ", "
+    SQL_FSUM(BOOK_FTERM("payment_id", "captured_amount - refunded_amount")));
+static const char q_payments_sum_x[] = Q_PAYMENTS(SQL_SUM,
+    ", " BOOK_WEIGHT("payment_id", "captured_amount - refunded_amount"));
 static const char q_recent[] =
     "SELECT payment_id, merchant_id, amount, currency, status,"
     " captured_amount, refunded_amount, " SQL_TIME("created_at")
     " FROM payment ORDER BY payment_id DESC LIMIT ?";
 
+/*
+ * Published rows are most of the outbox and the only status not few by
+ * nature: they are the total less the pending and dead rows, counted in
+ * one snapshot.  The total is a plain COUNT(*) over the narrowest index,
+ * which is cheaper than grouping every row by status (3,000,000 rows:
+ * 0.36 s of server CPU against 0.61 s).
+ */
+static const char q_outbox_total[] =
+    "SELECT COUNT(*) FROM outbox_event FORCE INDEX (ix_outbox_aggregate)";
 static const char q_outbox[] =
-    "SELECT status, COUNT(*) FROM outbox_event GROUP BY status";
+    "SELECT status, COUNT(*) FROM outbox_event"
+    " WHERE status IN ('PENDING', 'DEAD') GROUP BY status";
 static const char q_outbox_types[] =
     "SELECT event_type, status, COUNT(*) FROM outbox_event"
     " WHERE status IN ('PENDING', 'DEAD') GROUP BY event_type, status"
@@ -53,16 +66,20 @@ static const char q_outbox_minute[] =
     "SELECT COUNT(*) FROM outbox_event WHERE status = 'PUBLISHED'"
     " AND published_at >= NOW(6) - INTERVAL 60 SECOND";
 
-#define Q_REQUESTS(table)                                                      \
-	"SELECT status, currency, retry_count, pg_response_code, COUNT(*),"    \
-	" SUM(amount) FROM " table                                             \
+#define Q_REQUESTS(table, sum)                                                 \
+	"SELECT status, currency, retry_count, pg_response_code, COUNT(*), "   \
+	sum("amount") " FROM " table                                           \
 	" GROUP BY status, currency, retry_count, pg_response_code"
 #define Q_OPEN(table)                                                          \
 	"SELECT TIMESTAMPDIFF(MICROSECOND, MIN(requested_at), NOW(6))"         \
 	" FROM " table " WHERE status IN ('PENDING', 'FAILED')"
-static const char q_settlements[] = Q_REQUESTS("settlement_request");
+static const char q_settlements_f[] =
+    Q_REQUESTS("settlement_request", SQL_FSUM);
+static const char q_settlements_x[] =
+    Q_REQUESTS("settlement_request", SQL_SUM);
 static const char q_settlement_open[] = Q_OPEN("settlement_request");
-static const char q_refunds[] = Q_REQUESTS("refund_request");
+static const char q_refunds_f[] = Q_REQUESTS("refund_request", SQL_FSUM);
+static const char q_refunds_x[] = Q_REQUESTS("refund_request", SQL_SUM);
 static const char q_refund_open[] = Q_OPEN("refund_request");
 
 static const char q_breakers[] =
@@ -83,29 +100,44 @@ sql_payments(
     struct db *db, const struct opts *o, struct result *r, struct side *ps)
 {
 	json_t *by = json_array(), *recent = json_array();
-	int64_t count = 0, n;
-	bool bad = false;
-	int rc;
+	int64_t count, n, v[4];
+	bool bad = false, big = true;
+	unsigned c, ncol = ps ? 4 : 3;
+	int rc, pass;
 
-	if ((rc = db_query(db, ps ? q_payments_sum : q_payments, "")) != 0)
-		goto fail;
-	while ((rc = db_next(db)) == 1) {
-		n = sql_num(db, 2, &bad);
-		count += n;
+	for (pass = 0; pass < 2 && big; pass++) {
+		count = 0;
+		big = false;
+		json_array_clear(by);
+		side_clear(ps);
 		if (ps != NULL)
-			side_add(ps, db_str(db, 1),
-			    sql_num(db, 4, &bad) - sql_num(db, 5, &bad),
-			    sql_num(db, 6, &bad));
-		json_array_append_new(by,
-		    json_pack("{s:s, s:s, s:I, s:I, s:I, s:I}", "status",
-		        db_str(db, 0), "currency", db_str(db, 1), "count",
-		        (json_int_t)n, "amount",
-		        (json_int_t)sql_num(db, 3, &bad), "captured_amount",
-		        (json_int_t)sql_num(db, 4, &bad), "refunded_amount",
-		        (json_int_t)sql_num(db, 5, &bad)));
+			rc = db_query(
+			    db, pass ? q_payments_sum_x : q_payments_sum_f, "");
+		else
+			rc = db_query(
+			    db, pass ? q_payments_x : q_payments_f, "");
+		if (rc != 0)
+			goto fail;
+		while ((rc = db_next(db)) == 1) {
+			n = sql_num(db, 2, &bad);
+			count += n;
+			for (c = 0; c < ncol; c++) {
+				v[c] = sql_num(db, 3 + c, &bad);
+				big = big || !SQL_FSUM_OK(v[c]);
+			}
+			if (ps != NULL)
+				side_add(ps, db_str(db, 1), v[1] - v[2], v[3]);
+			json_array_append_new(by,
+			    json_pack("{s:s, s:s, s:I, s:I, s:I, s:I}",
+			        "status", db_str(db, 0), "currency",
+			        db_str(db, 1), "count", (json_int_t)n, "amount",
+			        (json_int_t)v[0], "captured_amount",
+			        (json_int_t)v[1], "refunded_amount",
+			        (json_int_t)v[2]));
+		}
+		if (rc < 0)
+			goto fail_next;
 	}
-	if (rc < 0)
-		goto fail_next;
 	if (o->recent > 0) {
 		if ((rc = db_query(db, q_recent, "i", (int64_t)o->recent)) != 0)
 			goto fail;
@@ -155,27 +187,33 @@ age(struct db *db, unsigned col, bool *bad)
 void
 sql_outbox(struct db *db, const struct opts *o, struct result *r)
 {
-	int64_t pending = 0, published = 0, dead = 0, n, minute = 0;
+	int64_t pending = 0, published, dead = 0, total = 0, minute = 0;
 	json_t *types = json_array(), *oldest = json_null(), *t = NULL;
-	const char *st, *prev = NULL;
+	const char *prev = NULL;
 	long long attempts = 0;
 	bool bad = false;
 	int rc;
 
+	if ((rc = sql_snapshot(db)) != 0 ||
+	    (rc = db_query(db, q_outbox_total, "")) != 0)
+		goto fail;
+	if ((rc = db_next(db)) == 1) {
+		total = sql_num(db, 0, &bad);
+		db_next(db);
+	} else if (rc < 0)
+		goto fail_next;
 	if ((rc = db_query(db, q_outbox, "")) != 0)
 		goto fail;
 	while ((rc = db_next(db)) == 1) {
-		st = db_str(db, 0);
-		n = sql_num(db, 1, &bad);
-		if (strcmp(st, "PENDING") == 0)
-			pending = n;
-		else if (strcmp(st, "PUBLISHED") == 0)
-			published = n;
-		else if (strcmp(st, "DEAD") == 0)
-			dead = n;
+		if (strcmp(db_str(db, 0), "DEAD") == 0)
+			dead = sql_num(db, 1, &bad);
+		else
+			pending = sql_num(db, 1, &bad);
 	}
 	if (rc < 0)
 		goto fail_next;
+	/* The status check constraint allows no fourth status. */
+	published = total - pending - dead;
 	if ((rc = db_query(db, q_outbox_types, "")) != 0)
 		goto fail;
 	while ((rc = db_next(db)) == 1) {
@@ -209,13 +247,13 @@ sql_outbox(struct db *db, const struct opts *o, struct result *r)
 		db_next(db);
 	} else if (rc < 0)
 		goto fail_next;
+	db_commit(db);
 	r->json = json_pack("{s:I, s:I, s:I, s:I, s:o, s:I, s:I, s:f, s:o}",
 	    "pending", (json_int_t)pending, "published", (json_int_t)published,
-	    "dead", (json_int_t)dead, "total",
-	    (json_int_t)(pending + published + dead), "oldest_pending_age_s",
-	    oldest, "oldest_pending_attempts", (json_int_t)attempts,
-	    "published_last_minute", (json_int_t)minute, "published_per_second",
-	    minute / 60.0, "by_event_type", types);
+	    "dead", (json_int_t)dead, "total", (json_int_t)total,
+	    "oldest_pending_age_s", oldest, "oldest_pending_attempts",
+	    (json_int_t)attempts, "published_last_minute", (json_int_t)minute,
+	    "published_per_second", minute / 60.0, "by_event_type", types);
 	if (o->max_outbox_age_ms > 0) {
 		json_object_set_new(r->json, "max_age_s",
 		    json_real(o->max_outbox_age_ms / 1000.0));
@@ -312,46 +350,77 @@ sort(json_t *arr, int (*cmp)(const void *, const void *))
 	free(v);
 }
 
-/* settlement_request or refund_request: the same columns, the same view. */
-static void
-requests(struct db *db, const char *name, const char *q, const char *q_open,
-    struct result *r)
+/* The figures of requests(), reset for each pass. */
+struct reqs {
+	int64_t st[4], total;
+	json_t *amounts, *retries, *errors;
+};
+
+/* One pass of requests(): 0, or an exit code (negated for db_next's). */
+static int
+requests_scan(
+    struct db *db, const char *q, struct reqs *t, bool *big, bool *bad)
 {
-	int64_t st[4] = { 0, 0, 0, 0 }, n, total = 0;
 	static const char *const names[] = { "PENDING", "SUCCESS", "FAILED",
 		"DEAD" };
-	json_t *amounts = json_array(), *retries = json_array();
-	json_t *errors = json_array(), *e, *open = json_null();
 	const char *s, *code;
-	bool bad = false;
+	int64_t n, sum;
+	json_t *e;
 	size_t i;
 	int rc;
 
+	memset(t->st, 0, sizeof(t->st));
+	t->total = 0;
+	json_array_clear(t->amounts);
+	json_array_clear(t->retries);
+	json_array_clear(t->errors);
+	*big = false;
 	if ((rc = db_query(db, q, "")) != 0)
-		goto fail;
+		return rc;
 	while ((rc = db_next(db)) == 1) {
 		s = db_str(db, 0);
-		n = sql_num(db, 4, &bad);
-		total += n;
+		n = sql_num(db, 4, bad);
+		sum = sql_num(db, 5, bad);
+		*big = *big || !SQL_FSUM_OK(sum);
+		t->total += n;
 		for (i = 0; i < 4 && strcmp(s, names[i]) != 0; i++)
 			;
 		if (i < 4)
-			st[i] += n;
-		e = entry(
-		    retries, "retry_count", json_integer(sql_num(db, 2, &bad)));
+			t->st[i] += n;
+		e = entry(t->retries, "retry_count",
+		    json_integer(sql_num(db, 2, bad)));
 		bump(e, "count", n);
 		if (i == 1) {
 			e = entry(
-			    amounts, "currency", json_string(db_str(db, 1)));
+			    t->amounts, "currency", json_string(db_str(db, 1)));
 			bump(e, "count", n);
-			bump(e, "amount", sql_num(db, 5, &bad));
+			bump(e, "amount", sum);
 		} else if (i == 2 || i == 3) {
 			code = db_str(db, 3);
-			e = entry(errors, "code",
+			e = entry(t->errors, "code",
 			    json_string(code && *code ? code : "unknown"));
 			bump(e, "count", n);
 		}
 	}
+	return rc < 0 ? rc : 0;
+}
+
+/* settlement_request or refund_request: the same columns, the same view. */
+static void
+requests(struct db *db, const char *name, const char *q_fast,
+    const char *q_exact, const char *q_open, struct result *r)
+{
+	struct reqs t = { .amounts = json_array(),
+		.retries = json_array(),
+		.errors = json_array() };
+	json_t *open = json_null();
+	bool bad = false, big;
+	int rc;
+
+	if ((rc = requests_scan(db, q_fast, &t, &big, &bad)) == 0 && big)
+		rc = requests_scan(db, q_exact, &t, &big, &bad);
+	if (rc > 0)
+		goto fail;
 	if (rc < 0)
 		goto fail_next;
 	if ((rc = db_query(db, q_open, "")) != 0)
@@ -362,16 +431,17 @@ requests(struct db *db, const char *name, const char *q, const char *q_open,
 		db_next(db);
 	} else if (rc < 0)
 		goto fail_next;
-	sort(retries, by_retry);
-	sort(errors, by_count);
+	sort(t.retries, by_retry);
+	sort(t.errors, by_count);
 	r->json = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o, "
 	                    "s:o, s:o, s:o}",
-	    "total", (json_int_t)total, "pending", (json_int_t)st[0], "success",
-	    (json_int_t)st[1], "failed", (json_int_t)st[2], "dead",
-	    (json_int_t)st[3], "failures", (json_int_t)(st[2] + st[3]),
-	    "completion_rate", ratio(st[1], total), "failure_rate",
-	    ratio(st[2] + st[3], total), "completed_amount", amounts,
-	    "retry_counts", retries, "errors_by_code", errors,
+	    "total", (json_int_t)t.total, "pending", (json_int_t)t.st[0],
+	    "success", (json_int_t)t.st[1], "failed", (json_int_t)t.st[2],
+	    "dead", (json_int_t)t.st[3], "failures",
+	    (json_int_t)(t.st[2] + t.st[3]), "completion_rate",
+	    ratio(t.st[1], t.total), "failure_rate",
+	    ratio(t.st[2] + t.st[3], t.total), "completed_amount", t.amounts,
+	    "retry_counts", t.retries, "errors_by_code", t.errors,
 	    "oldest_open_age_s", open);
 	if (bad)
 		result_fail(r, EX_SOFTWARE,
@@ -380,9 +450,9 @@ requests(struct db *db, const char *name, const char *q, const char *q_open,
 fail_next:
 	rc = -rc;
 fail:
-	json_decref(amounts);
-	json_decref(retries);
-	json_decref(errors);
+	json_decref(t.amounts);
+	json_decref(t.retries);
+	json_decref(t.errors);
 	json_decref(open);
 	result_fail(r, rc, "section '%s': %s", name, db_error(db));
 }
@@ -430,10 +500,11 @@ sql_requests(struct db *db, const struct opts *o, struct result *settlement,
     struct result *refund, struct result *brk)
 {
 	if (o->want[SEC_SETTLEMENT])
-		requests(db, "settlement", q_settlements, q_settlement_open,
-		    settlement);
+		requests(db, "settlement", q_settlements_f, q_settlements_x,
+		    q_settlement_open, settlement);
 	if (o->want[SEC_REFUND])
-		requests(db, "refund", q_refunds, q_refund_open, refund);
+		requests(db, "refund", q_refunds_f, q_refunds_x, q_refund_open,
+		    refund);
 	if (o->want[SEC_BREAKERS])
 		breakers(db, brk);
 }
