@@ -7,8 +7,10 @@
  *   recorders  (two, so the server works on two batches at once) write
  *              the answers in batches, one transaction each.
  *
- * At most concurrency jobs are claimed and not yet recorded, so a claim
- * is called at once and its lease only has to outlast the call.
+ * At most concurrency calls are in flight, and a claim is called at once:
+ * no more rows are claimed than there is room for calls, and answers
+ * waiting for their record are bounded too (RECORD_ROOM), so a lease only
+ * has to outlast a call and a batch's record.
  */
 #include "breaker.h"
 #include "conf.h"
@@ -28,6 +30,8 @@
 #define RECORDERS 2
 #define RECORD_BATCH 64 /* answers per recording transaction */
 #define CLAIM_BATCH 256 /* rows per claim */
+/* Answers waiting for their record, beyond the calls in flight. */
+#define RECORD_ROOM (2 * RECORDERS * RECORD_BATCH)
 #define IDLE_MS 1000 /* how often an idle claimer looks for due rows */
 #define WAIT_MS 100 /* the longest the caller waits, to see a stop */
 
@@ -51,6 +55,7 @@ static struct {
 	pthread_t caller, rec[RECORDERS];
 	int nrec;
 	bool started;
+	long calls; /* in flight: the caller's own */
 	/* Under mu. */
 	pthread_mutex_t mu;
 	pthread_cond_t fin;
@@ -113,14 +118,17 @@ claim_tx(struct db *db, void *arg)
 	free_jobs(c->jobs);
 	c->jobs = NULL;
 	c->tail = &c->jobs;
-	rc = db_query(
-	    db, J.d->pick, "si", J.pass ? J.cutoff : NULL, (int64_t)c->max);
-	while (rc == 0 && (rc = db_next(db)) == 1)
+	if ((rc = db_query(db, J.d->pick, "si", J.pass ? J.cutoff : NULL,
+	         (int64_t)c->max)) != 0) {
+		json_decref(ids);
+		return rc;
+	}
+	while ((rc = db_next(db)) == 1)
 		json_array_append_new(ids, json_integer(db_int(db, 0)));
 	c->picked = (long long)json_array_size(ids);
 	if (rc < 0 || c->picked == 0) {
 		json_decref(ids);
-		return rc < 0 ? -rc : rc;
+		return -rc;
 	}
 	if ((s = js_text(ids)) == NULL)
 		diag_die(EX_SOFTWARE, "cannot encode a claim");
@@ -128,7 +136,9 @@ claim_tx(struct db *db, void *arg)
 	if ((rc = db_exec(db, J.d->lease, "si", s, (int64_t)J.lease_us)) == 0)
 		rc = db_query(db, J.d->claimed, "s", s);
 	free(s);
-	while (rc == 0 && (rc = db_next(db)) == 1) {
+	if (rc != 0)
+		return rc;
+	while ((rc = db_next(db)) == 1) {
 		j = xcalloc(1, J.d->job_size);
 		J.d->read(db, j);
 		*c->tail = j;
@@ -171,6 +181,7 @@ answered(struct http_call *hc, int rc, const struct http_reply *r)
 	free(hc->buf);
 	free(c);
 	j->call = NULL;
+	J.calls--;
 	to_recorders(j);
 }
 
@@ -192,6 +203,7 @@ call(struct worker_job *j)
 	c->hc.done = answered;
 	c->hc.arg = j;
 	j->call = c;
+	J.calls++;
 	http_multi_post(J.hm, &c->hc);
 }
 
@@ -213,6 +225,9 @@ claim(long long max)
 	pthread_mutex_lock(&J.mu);
 	J.outstanding += n;
 	pthread_mutex_unlock(&J.mu);
+	if (c.picked > 0)
+		diag_info(1, "claimed %lld due %ss, %lld to call", c.picked,
+		    J.d->noun, n);
 	for (j = c.jobs; j != NULL; j = next) {
 		next = j->next;
 		if (j->outcome == NULL) {
@@ -243,7 +258,9 @@ caller(void *arg)
 		J.kicked = false;
 		outstanding = J.outstanding;
 		pthread_mutex_unlock(&J.mu);
-		room = J.concurrency - outstanding;
+		room = J.concurrency - J.calls;
+		if (room > J.concurrency + RECORD_ROOM - outstanding)
+			room = J.concurrency + RECORD_ROOM - outstanding;
 		if (!stop && !over && due &&
 		    (room >= min_batch || outstanding == 0)) {
 			want = room < CLAIM_BATCH ? room : CLAIM_BATCH;
@@ -515,7 +532,7 @@ worker_jobs_start(const struct worker_jobs *d, const char *prefix,
 	J.lease_us =
 	    (conf_ms("pg_connect_timeout") + conf_ms("pg_timeout") + 5000) *
 	    1000;
-	J.outstanding = 0;
+	J.outstanding = J.calls = 0;
 	J.kicked = J.stop = J.caller_done = false;
 	J.rc = 0;
 	srandom((unsigned)time(NULL) ^ (unsigned)getpid());
