@@ -96,9 +96,7 @@ static const char set_dead[] =
 /* A claimed refund_request and what became of it. */
 struct job {
 	struct worker_job w;
-	int64_t amount, captured, refunded;
-	char currency[4], requested[32], last_retry[32];
-	char pstatus[24], txn[65], merchant[33], code[33], message[256];
+	int64_t captured, refunded;
 	char reason[501], newstatus[24];
 };
 
@@ -175,7 +173,7 @@ lock(struct db *db, struct worker_job *w)
 		return rc;
 	if ((rc = db_next(db)) <= 0)
 		return rc < 0 ? -rc : EX_SOFTWARE;
-	worker_copy(j->pstatus, sizeof(j->pstatus), db_str(db, 0));
+	worker_copy(j->w.pstatus, sizeof(j->w.pstatus), db_str(db, 0));
 	j->captured = db_int(db, 1);
 	j->refunded = db_int(db, 2);
 	db_next(db);
@@ -205,20 +203,20 @@ dead_letter(struct db *db, struct job *j, int inc, const char *type)
 	json_t *rec;
 	int rc;
 
-	consumer_isotime(j->requested, req);
-	consumer_isotime(j->last_retry, last);
+	consumer_isotime(j->w.requested, req);
+	consumer_isotime(j->w.last_retry, last);
 	outbox_now(now);
 	rec = json_pack("{s:I, s:I, s:s, s:I, s:s, s:s, s:I, s:s, s:s?, s:s?,"
 	                " s:s, s:s, s:s, s:s?, s:s}",
 	    "refundRequestId", (json_int_t)j->w.id, "paymentId",
-	    (json_int_t)j->w.payment_id, "merchantId", j->merchant,
-	    "refundAmount", (json_int_t)j->amount, "currency", j->currency,
+	    (json_int_t)j->w.payment_id, "merchantId", j->w.merchant,
+	    "refundAmount", (json_int_t)j->w.amount, "currency", j->w.currency,
 	    "refundReason", j->reason, "retryCount",
 	    (json_int_t)(j->w.failures + inc), "status", "DEAD",
-	    "pgResponseCode", j->code[0] ? j->code : NULL, "pgResponseMessage",
-	    j->message[0] ? j->message : NULL, "errorType", type,
-	    "errorMessage", j->w.why, "requestedAt", req, "lastRetryAt",
-	    last[0] ? last : NULL, "timestamp", now);
+	    "pgResponseCode", j->w.code[0] ? j->w.code : NULL,
+	    "pgResponseMessage", j->w.message[0] ? j->w.message : NULL,
+	    "errorType", type, "errorMessage", j->w.why, "requestedAt", req,
+	    "lastRetryAt", last[0] ? last : NULL, "timestamp", now);
 	if (rec == NULL)
 		diag_die(EX_SOFTWARE, "cannot build a dead-letter record");
 	rc = outbox_insert(
@@ -248,35 +246,22 @@ give_up(struct db *db, struct worker_job *w, int inc, const char *type)
 		return WORKER_LOST;
 	if ((open = open_requests(db, w->payment_id)) < 0)
 		return (int)-open;
-	if (open == 0 && strcmp(j->pstatus, "REFUND_REQUESTED") == 0 &&
+	if (open == 0 && strcmp(j->w.pstatus, "REFUND_REQUESTED") == 0 &&
 	    (rc = db_exec(
 	         db, set_status, "si", "REFUND_FAILED", w->payment_id)) != 0)
 		return rc;
 	if (code != NULL) {
-		worker_copy(j->code, sizeof(j->code), w->res.code);
-		worker_copy(j->message, sizeof(j->message), w->res.message);
+		worker_copy(j->w.code, sizeof(j->w.code), w->res.code);
+		worker_copy(j->w.message, sizeof(j->w.message), w->res.message);
 	}
 	return dead_letter(db, j, inc, type);
 }
 
 static void
-read_job(struct db *db, struct worker_job *w)
+read_reason(struct db *db, struct worker_job *w)
 {
 	struct job *j = (struct job *)w;
 
-	w->id = db_int(db, 0);
-	w->payment_id = db_int(db, 1);
-	j->amount = db_int(db, 2);
-	worker_copy(j->currency, sizeof(j->currency), db_str(db, 3));
-	w->failures = db_int(db, 4);
-	worker_copy(w->token, sizeof(w->token), db_str(db, 5));
-	worker_copy(j->requested, sizeof(j->requested), db_str(db, 6));
-	worker_copy(j->last_retry, sizeof(j->last_retry), db_str(db, 7));
-	worker_copy(j->pstatus, sizeof(j->pstatus), db_str(db, 8));
-	worker_copy(j->txn, sizeof(j->txn), db_str(db, 9));
-	worker_copy(j->merchant, sizeof(j->merchant), db_str(db, 10));
-	worker_copy(j->code, sizeof(j->code), db_str(db, 11));
-	worker_copy(j->message, sizeof(j->message), db_str(db, 12));
 	worker_copy(j->reason, sizeof(j->reason), db_str(db, 13));
 }
 
@@ -292,22 +277,23 @@ vet(struct db *db, struct worker_job *w)
 	struct job *j = (struct job *)w;
 	int rc;
 
-	if (strcmp(j->pstatus, "REFUND_REQUESTED") == 0 && j->txn[0] != '\0') {
+	if (strcmp(j->w.pstatus, "REFUND_REQUESTED") == 0 &&
+	    j->w.txn[0] != '\0') {
 		/* Unique wherever the gateway is shared, as settle's. */
-		snprintf(w->key, sizeof(w->key), "refund-%.36s-%lld", j->txn,
+		snprintf(w->key, sizeof(w->key), "refund-%.36s-%lld", j->w.txn,
 		    (long long)w->id);
 		w->op = PG_REFUND;
 		w->req.payment_id = w->payment_id;
-		w->req.txn = j->txn;
-		w->req.amount = j->amount;
-		w->req.currency = j->currency;
+		w->req.txn = j->w.txn;
+		w->req.amount = j->w.amount;
+		w->req.currency = j->w.currency;
 		w->req.reason = j->reason;
 		w->req.key = w->key;
 		return 0;
 	}
 	/* Changed behind our back: calling the gateway now would be wrong. */
 	snprintf(w->why, sizeof(w->why),
-	    "payment is %s, not REFUND_REQUESTED; not refunded", j->pstatus);
+	    "payment is %s, not REFUND_REQUESTED; not refunded", j->w.pstatus);
 	w->outcome = "given up";
 	rc = give_up(db, w, 0, CE_INVALID_STATE);
 	return rc != 0 ? rc : WORKER_RESOLVED;
@@ -317,7 +303,7 @@ vet(struct db *db, struct worker_job *w)
 static const char *
 next_status(const struct job *j, int64_t open)
 {
-	if (j->refunded + j->amount >= j->captured)
+	if (j->refunded + j->w.amount >= j->captured)
 		return "REFUNDED";
 	return open > 0 ? "REFUND_REQUESTED" : "PARTIALLY_REFUNDED";
 }
@@ -340,17 +326,17 @@ approved(struct db *db, struct worker_job *w)
 		return (int)-open;
 	w->outcome = "refunded";
 	/* The money has moved: count it, unless that breaks the books. */
-	if (j->refunded + j->amount <= j->captured) {
-		if ((rc = db_exec(db, add_refunded, "ii", j->amount,
+	if (j->refunded + j->w.amount <= j->captured) {
+		if ((rc = db_exec(db, add_refunded, "ii", j->w.amount,
 		         w->payment_id)) != 0)
 			return rc;
 	} else {
 		w->outcome = "refunded beyond the captured amount";
 	}
-	worker_copy(j->newstatus, sizeof(j->newstatus), j->pstatus);
-	if (strcmp(j->pstatus, "REFUND_REQUESTED") != 0) {
+	worker_copy(j->newstatus, sizeof(j->newstatus), j->w.pstatus);
+	if (strcmp(j->w.pstatus, "REFUND_REQUESTED") != 0) {
 		w->outcome = "refunded, status kept";
-	} else if (strcmp(next_status(j, open), j->pstatus) != 0) {
+	} else if (strcmp(next_status(j, open), j->w.pstatus) != 0) {
 		worker_copy(
 		    j->newstatus, sizeof(j->newstatus), next_status(j, open));
 		if ((rc = db_exec(db, set_status, "si", j->newstatus,
@@ -359,16 +345,35 @@ approved(struct db *db, struct worker_job *w)
 	}
 	ev = json_pack("{s:I, s:s, s:s, s:s, s:I, s:s, s:I, s:s, s:I, s:I}",
 	    "paymentId", (json_int_t)w->payment_id, "status", "REFUNDED",
-	    "paymentStatus", j->newstatus, "merchantId", j->merchant, "amount",
-	    (json_int_t)j->amount, "currency", j->currency, "refundId",
-	    (json_int_t)w->id, "cancelTransactionId", w->res.cancel_txn,
-	    "refundedAmount", (json_int_t)(j->refunded + j->amount),
-	    "capturedAmount", (json_int_t)j->captured);
+	    "paymentStatus", j->newstatus, "merchantId", j->w.merchant,
+	    "amount", (json_int_t)j->w.amount, "currency", j->w.currency,
+	    "refundId", (json_int_t)w->id, "cancelTransactionId",
+	    w->res.cancel_txn, "refundedAmount",
+	    (json_int_t)(j->refunded + j->w.amount), "capturedAmount",
+	    (json_int_t)j->captured);
 	if (ev == NULL)
 		diag_die(EX_SOFTWARE, "cannot build an event");
 	rc = outbox_insert(db, EV_REFUNDED, w->payment_id, ev, NULL);
 	json_decref(ev);
 	return rc;
+}
+
+static int
+record(struct db *db, struct worker_job *w)
+{
+	int rc;
+
+	if ((rc = lock(db, w)) != 0)
+		return rc;
+	if (w->res.outcome == PG_APPROVED)
+		return approved(db, w);
+	return worker_failed(db, w, set_deferred, set_failed);
+}
+
+static int
+claim(struct db *db, struct worker_claim *c)
+{
+	return worker_claim(db, c, pick, lease, claimed);
 }
 
 static void
@@ -404,15 +409,10 @@ main(int argc, char **argv)
 	static const struct worker_jobs jobs = {
 		.job_size = sizeof(struct job),
 		.noun = "refund",
-		.pick = pick,
-		.lease = lease,
-		.claimed = claimed,
-		.deferred = set_deferred,
-		.failed = set_failed,
-		.read = read_job,
+		.claim = claim,
+		.read = read_reason,
 		.vet = vet,
-		.lock = lock,
-		.approved = approved,
+		.record = record,
 		.give_up = give_up,
 		.log = log_job,
 	};

@@ -86,14 +86,6 @@ static const char set_capture_failed[] =
     "UPDATE payment SET status = 'CAPTURE_FAILED'"
     " WHERE payment_id = ? AND status = 'CAPTURE_REQUESTED'";
 
-/* A claimed settlement_request and what became of it. */
-struct job {
-	struct worker_job w;
-	int64_t amount;
-	char currency[4], requested[32], last_retry[32];
-	char pstatus[24], txn[65], merchant[33], code[33], message[256];
-};
-
 /* Lock a row (payment first, always) and discard the result. */
 static int
 lock(struct db *db, const char *sql, int64_t id)
@@ -172,29 +164,29 @@ on_message(
 }
 
 static int
-dead_letter(struct db *db, struct job *j, int inc, const char *type)
+dead_letter(struct db *db, struct worker_job *w, int inc, const char *type)
 {
 	char now[32], req[32], last[32];
 	json_t *rec;
 	int rc;
 
-	consumer_isotime(j->requested, req);
-	consumer_isotime(j->last_retry, last);
+	consumer_isotime(w->requested, req);
+	consumer_isotime(w->last_retry, last);
 	outbox_now(now);
 	rec = json_pack("{s:I, s:I, s:s, s:I, s:s, s:I, s:s, s:s?, s:s?, s:s,"
 	                " s:s, s:s, s:s?, s:s}",
-	    "settlementRequestId", (json_int_t)j->w.id, "paymentId",
-	    (json_int_t)j->w.payment_id, "merchantId", j->merchant,
-	    "requestAmount", (json_int_t)j->amount, "currency", j->currency,
-	    "retryCount", (json_int_t)(j->w.failures + inc), "status", "DEAD",
-	    "pgResponseCode", j->code[0] ? j->code : NULL, "pgResponseMessage",
-	    j->message[0] ? j->message : NULL, "errorType", type,
-	    "errorMessage", j->w.why, "requestedAt", req, "lastRetryAt",
+	    "settlementRequestId", (json_int_t)w->id, "paymentId",
+	    (json_int_t)w->payment_id, "merchantId", w->merchant,
+	    "requestAmount", (json_int_t)w->amount, "currency", w->currency,
+	    "retryCount", (json_int_t)(w->failures + inc), "status", "DEAD",
+	    "pgResponseCode", w->code[0] ? w->code : NULL, "pgResponseMessage",
+	    w->message[0] ? w->message : NULL, "errorType", type,
+	    "errorMessage", w->why, "requestedAt", req, "lastRetryAt",
 	    last[0] ? last : NULL, "timestamp", now);
 	if (rec == NULL)
 		diag_die(EX_SOFTWARE, "cannot build a dead-letter record");
 	rc = outbox_insert(
-	    db, EV_SETTLEMENT_DEAD_LETTER, j->w.payment_id, rec, NULL);
+	    db, EV_SETTLEMENT_DEAD_LETTER, w->payment_id, rec, NULL);
 	json_decref(rec);
 	return rc;
 }
@@ -203,7 +195,6 @@ dead_letter(struct db *db, struct job *j, int inc, const char *type)
 static int
 give_up(struct db *db, struct worker_job *w, int inc, const char *type)
 {
-	struct job *j = (struct job *)w;
 	const char *code = w->res.code[0] ? w->res.code : NULL;
 	const char *message = w->res.message[0] ? w->res.message : NULL;
 	int rc;
@@ -216,30 +207,10 @@ give_up(struct db *db, struct worker_job *w, int inc, const char *type)
 	if ((rc = db_exec(db, set_capture_failed, "i", w->payment_id)) != 0)
 		return rc;
 	if (code != NULL) {
-		worker_copy(j->code, sizeof(j->code), w->res.code);
-		worker_copy(j->message, sizeof(j->message), w->res.message);
+		worker_copy(w->code, sizeof(w->code), w->res.code);
+		worker_copy(w->message, sizeof(w->message), w->res.message);
 	}
-	return dead_letter(db, j, inc, type);
-}
-
-static void
-read_job(struct db *db, struct worker_job *w)
-{
-	struct job *j = (struct job *)w;
-
-	w->id = db_int(db, 0);
-	w->payment_id = db_int(db, 1);
-	j->amount = db_int(db, 2);
-	worker_copy(j->currency, sizeof(j->currency), db_str(db, 3));
-	w->failures = db_int(db, 4);
-	worker_copy(w->token, sizeof(w->token), db_str(db, 5));
-	worker_copy(j->requested, sizeof(j->requested), db_str(db, 6));
-	worker_copy(j->last_retry, sizeof(j->last_retry), db_str(db, 7));
-	worker_copy(j->pstatus, sizeof(j->pstatus), db_str(db, 8));
-	worker_copy(j->txn, sizeof(j->txn), db_str(db, 9));
-	worker_copy(j->merchant, sizeof(j->merchant), db_str(db, 10));
-	worker_copy(j->code, sizeof(j->code), db_str(db, 11));
-	worker_copy(j->message, sizeof(j->message), db_str(db, 12));
+	return dead_letter(db, w, inc, type);
 }
 
 /*
@@ -251,42 +222,34 @@ read_job(struct db *db, struct worker_job *w)
 static int
 vet(struct db *db, struct worker_job *w)
 {
-	struct job *j = (struct job *)w;
 	int rc;
 
-	if (strcmp(j->pstatus, "CAPTURE_REQUESTED") == 0 && j->txn[0] != '\0') {
+	if (strcmp(w->pstatus, "CAPTURE_REQUESTED") == 0 && w->txn[0] != '\0') {
 		/*
 		 * The gateway dedupes by this key, so it must be unique
 		 * wherever the gateway is shared: the authorization's
 		 * transaction id is.
 		 */
-		snprintf(w->key, sizeof(w->key), "settle-%.56s", j->txn);
+		snprintf(w->key, sizeof(w->key), "settle-%.56s", w->txn);
 		w->op = PG_SETTLE;
 		w->req.payment_id = w->payment_id;
-		w->req.txn = j->txn;
-		w->req.amount = j->amount;
-		w->req.currency = j->currency;
+		w->req.txn = w->txn;
+		w->req.amount = w->amount;
+		w->req.currency = w->currency;
 		w->req.key = w->key;
 		return 0;
 	}
 	/* Changed behind our back: calling the gateway now would be wrong. */
 	snprintf(w->why, sizeof(w->why),
-	    "payment is %s, not CAPTURE_REQUESTED; not settled", j->pstatus);
+	    "payment is %s, not CAPTURE_REQUESTED; not settled", w->pstatus);
 	w->outcome = "given up";
 	rc = give_up(db, w, 0, CE_INVALID_STATE);
 	return rc != 0 ? rc : WORKER_RESOLVED;
 }
 
 static int
-lock_job(struct db *db, struct worker_job *w)
-{
-	return lock(db, lock_payment, w->payment_id);
-}
-
-static int
 approved(struct db *db, struct worker_job *w)
 {
-	struct job *j = (struct job *)w;
 	json_t *ev;
 	int rc;
 
@@ -295,20 +258,38 @@ approved(struct db *db, struct worker_job *w)
 		return rc;
 	if (db_affected(db) == 0)
 		return WORKER_LOST;
-	rc = db_exec(db, set_captured, "ii", j->amount, w->payment_id);
+	rc = db_exec(db, set_captured, "ii", w->amount, w->payment_id);
 	if (rc != 0)
 		return rc;
 	w->outcome = db_affected(db) == 1 ? "settled" : "settled, status kept";
 	ev = json_pack("{s:I, s:s, s:s, s:I, s:s, s:I, s:s}", "paymentId",
 	    (json_int_t)w->payment_id, "status", "CAPTURED", "merchantId",
-	    j->merchant, "amount", (json_int_t)j->amount, "currency",
-	    j->currency, "settlementId", (json_int_t)w->id, "pgTransactionId",
+	    w->merchant, "amount", (json_int_t)w->amount, "currency",
+	    w->currency, "settlementId", (json_int_t)w->id, "pgTransactionId",
 	    w->res.txn);
 	if (ev == NULL)
 		diag_die(EX_SOFTWARE, "cannot build an event");
 	rc = outbox_insert(db, EV_CAPTURED, w->payment_id, ev, NULL);
 	json_decref(ev);
 	return rc;
+}
+
+static int
+record(struct db *db, struct worker_job *w)
+{
+	int rc;
+
+	if ((rc = lock(db, lock_payment, w->payment_id)) != 0)
+		return rc;
+	if (w->res.outcome == PG_APPROVED)
+		return approved(db, w);
+	return worker_failed(db, w, set_deferred, set_failed);
+}
+
+static int
+claim(struct db *db, struct worker_claim *c)
+{
+	return worker_claim(db, c, pick, lease, claimed);
 }
 
 static void
@@ -344,17 +325,11 @@ main(int argc, char **argv)
 		{ TOPIC_CAPTURE_REQUESTED, EV_CAPTURE_REQUESTED },
 	};
 	static const struct worker_jobs jobs = {
-		.job_size = sizeof(struct job),
+		.job_size = sizeof(struct worker_job),
 		.noun = "settlement",
-		.pick = pick,
-		.lease = lease,
-		.claimed = claimed,
-		.deferred = set_deferred,
-		.failed = set_failed,
-		.read = read_job,
+		.claim = claim,
 		.vet = vet,
-		.lock = lock_job,
-		.approved = approved,
+		.record = record,
 		.give_up = give_up,
 		.log = log_job,
 	};

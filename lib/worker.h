@@ -42,10 +42,15 @@
  */
 struct worker_job {
 	struct worker_job *next;
+	/* The claimed row: the claimed statement's first 13 columns. */
 	int64_t id; /* the request row */
-	int64_t payment_id;
-	char token[32]; /* next_retry_at as claimed */
+	int64_t payment_id, amount;
+	char currency[4];
 	long long failures; /* failed attempts before this one */
+	char token[32]; /* next_retry_at as claimed */
+	char requested[32], last_retry[32]; /* requested_at, last_retry_at */
+	char pstatus[24], txn[65], merchant[33]; /* the payment's */
+	char code[33], message[256]; /* the last pg_response_* */
 	/* The call: op and req are the program's to fill. */
 	enum pg_op op;
 	struct pg_request req;
@@ -59,22 +64,24 @@ struct worker_job {
 	struct worker_call *call; /* the worker's, while in flight */
 };
 
+/* A claim being made: see worker_claim(). */
+struct worker_claim {
+	const char *cutoff; /* a timestamp, or NULL for now */
+	long long max, picked;
+	struct worker_job *jobs, **tail;
+};
+
 /* What a program that calls the gateway supplies. */
 struct worker_jobs {
 	size_t job_size;
 	/* The request table's noun in log lines: "settlement", "refund". */
 	const char *noun;
+	/* Claim due rows in the open transaction: worker_claim(). */
+	int (*claim)(struct db *db, struct worker_claim *c);
 	/*
-	 * Statements.  pick: the ids of due rows, FOR UPDATE SKIP LOCKED;
-	 * parameters the cutoff (a timestamp, or NULL for now) and a limit.
-	 * lease: claim the ids of a JSON array, parameters the array and
-	 * the lease in microseconds.  claimed: the rows of a JSON array of
-	 * ids, for claimed().  deferred and failed: after a refused call and
-	 * a failed attempt, parameters code, message, delay in microseconds,
-	 * id, token (see settle.c).
+	 * Read what j needs beyond the common columns from the current row
+	 * of worker_claim's claimed statement; may be NULL.
 	 */
-	const char *pick, *lease, *claimed, *deferred, *failed;
-	/* Fill j from the current row of claimed (op and req included). */
 	void (*read)(struct db *db, struct worker_job *j);
 	/*
 	 * Before the call, in the claim's transaction: 0 to call, or
@@ -82,16 +89,13 @@ struct worker_jobs {
 	 */
 	int (*vet)(struct db *db, struct worker_job *j);
 	/*
-	 * Lock what the outcome changes (the payment first, always), in the
-	 * recording transaction, before record or give_up.
+	 * Record j's answer in the open transaction: lock what it changes
+	 * (the payment first, always), then record an approval, or hand a
+	 * failure to worker_failed().  0, WORKER_LOST, or an exit code.  A
+	 * batch may be rolled back and recorded again: act on the database
+	 * and on j's outcome fields only.
 	 */
-	int (*lock)(struct db *db, struct worker_job *j);
-	/*
-	 * Record an approved call: 0, WORKER_LOST, or an exit code.  A batch
-	 * may be rolled back and recorded again: act on the database and on
-	 * j's outcome fields only.
-	 */
-	int (*approved)(struct db *db, struct worker_job *j);
+	int (*record)(struct db *db, struct worker_job *j);
 	/*
 	 * Give the request up after inc more failed attempts: DEAD, the
 	 * payment's failed status and the dead letter.  0, WORKER_LOST or an
@@ -120,6 +124,28 @@ struct worker_def {
 
 /* Parse argv, load the settings, run until done: the exit code. */
 int worker_main(int argc, char **argv, const struct worker_def *d);
+
+/*
+ * Claim, in the open transaction, up to c->max due rows: pick gives their
+ * ids (FOR UPDATE SKIP LOCKED; parameters the cutoff and the limit), lease
+ * claims the ids of a JSON array (parameters the array and the lease in
+ * microseconds), claimed reads them back (parameter the array): id,
+ * payment_id, amount, currency, retry_count, next_retry_at, requested_at,
+ * last_retry_at, the payment's status, transaction_id and merchant_id,
+ * pg_response_code, pg_response_message, then what read() takes.
+ * Then each job is vetted.  0 or an exit code.
+ */
+int worker_claim(struct db *db, struct worker_claim *c, const char *pick,
+    const char *lease, const char *claimed);
+
+/*
+ * Record a failed call in the open transaction: a refusal by the circuit
+ * breaker is deferred (no attempt spent), a failure retried after a
+ * backoff, the last one given up.  deferred and failed take code, message,
+ * the delay in microseconds, id and token.  0, WORKER_LOST or an exit code.
+ */
+int worker_failed(struct db *db, struct worker_job *j, const char *deferred,
+    const char *failed);
 
 /* Copy src (NULL gives "") into dst of len bytes. */
 void worker_copy(char *dst, size_t len, const char *src);

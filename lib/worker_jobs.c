@@ -101,15 +101,28 @@ free_jobs(struct worker_job *j)
 
 /* Claiming. */
 
-struct claim {
-	long long max, picked;
-	struct worker_job *jobs, **tail;
-};
-
-static int
-claim_tx(struct db *db, void *arg)
+static void
+read_job(struct db *db, struct worker_job *j)
 {
-	struct claim *c = arg;
+	j->id = db_int(db, 0);
+	j->payment_id = db_int(db, 1);
+	j->amount = db_int(db, 2);
+	worker_copy(j->currency, sizeof(j->currency), db_str(db, 3));
+	j->failures = db_int(db, 4);
+	worker_copy(j->token, sizeof(j->token), db_str(db, 5));
+	worker_copy(j->requested, sizeof(j->requested), db_str(db, 6));
+	worker_copy(j->last_retry, sizeof(j->last_retry), db_str(db, 7));
+	worker_copy(j->pstatus, sizeof(j->pstatus), db_str(db, 8));
+	worker_copy(j->txn, sizeof(j->txn), db_str(db, 9));
+	worker_copy(j->merchant, sizeof(j->merchant), db_str(db, 10));
+	worker_copy(j->code, sizeof(j->code), db_str(db, 11));
+	worker_copy(j->message, sizeof(j->message), db_str(db, 12));
+}
+
+int
+worker_claim(struct db *db, struct worker_claim *c, const char *pick,
+    const char *lease, const char *claimed)
+{
 	struct worker_job *j;
 	json_t *ids = json_array();
 	char *s;
@@ -118,8 +131,7 @@ claim_tx(struct db *db, void *arg)
 	free_jobs(c->jobs);
 	c->jobs = NULL;
 	c->tail = &c->jobs;
-	if ((rc = db_query(db, J.d->pick, "si", J.pass ? J.cutoff : NULL,
-	         (int64_t)c->max)) != 0) {
+	if ((rc = db_query(db, pick, "si", c->cutoff, (int64_t)c->max)) != 0) {
 		json_decref(ids);
 		return rc;
 	}
@@ -133,14 +145,16 @@ claim_tx(struct db *db, void *arg)
 	if ((s = js_text(ids)) == NULL)
 		diag_die(EX_SOFTWARE, "cannot encode a claim");
 	json_decref(ids);
-	if ((rc = db_exec(db, J.d->lease, "si", s, (int64_t)J.lease_us)) == 0)
-		rc = db_query(db, J.d->claimed, "s", s);
+	if ((rc = db_exec(db, lease, "si", s, (int64_t)J.lease_us)) == 0)
+		rc = db_query(db, claimed, "s", s);
 	free(s);
 	if (rc != 0)
 		return rc;
 	while ((rc = db_next(db)) == 1) {
 		j = xcalloc(1, J.d->job_size);
-		J.d->read(db, j);
+		read_job(db, j);
+		if (J.d->read != NULL)
+			J.d->read(db, j);
 		*c->tail = j;
 		c->tail = &j->next;
 	}
@@ -151,6 +165,12 @@ claim_tx(struct db *db, void *arg)
 		    rc != WORKER_LOST)
 			return rc;
 	return 0;
+}
+
+static int
+claim_tx(struct db *db, void *arg)
+{
+	return J.d->claim(db, arg);
 }
 
 static void
@@ -211,11 +231,12 @@ call(struct worker_job *j)
 static long long
 claim(long long max)
 {
-	struct claim c = { .max = max };
+	struct worker_claim c = { .max = max };
 	struct worker_job *j, *next;
 	long long n = 0;
 	int rc;
 
+	c.cutoff = J.pass ? J.cutoff : NULL;
 	if ((rc = consumer_tx(&J.claim_db, claim_tx, &c)) != 0) {
 		free_jobs(c.jobs);
 		return -rc;
@@ -293,13 +314,11 @@ caller(void *arg)
 /* Recording. */
 
 static int
-deferred_or_failed(struct db *db, struct worker_job *j, const char *sql,
-    long long failures, const char *outcome)
+retry(struct db *db, struct worker_job *j, const char *sql, long long failures,
+    const char *outcome)
 {
 	int rc;
 
-	if (j->res.code[0] == '\0')
-		worker_copy(j->res.code, sizeof(j->res.code), "PG_ERROR");
 	j->delay_ms = consumer_backoff(J.base_ms, J.cap_ms, failures,
 	    (double)random() / ((double)RAND_MAX + 1));
 	if ((rc = db_exec(db, sql, "ssiis", j->res.code, j->res.message,
@@ -311,29 +330,22 @@ deferred_or_failed(struct db *db, struct worker_job *j, const char *sql,
 	return 0;
 }
 
-static int
-record_one(struct db *db, struct worker_job *j)
+int
+worker_failed(struct db *db, struct worker_job *j, const char *deferred,
+    const char *failed)
 {
-	int rc;
-
-	if ((rc = J.d->lock(db, j)) != 0)
-		return rc;
-	if (j->res.outcome == PG_APPROVED)
-		return J.d->approved(db, j);
+	if (j->res.code[0] == '\0')
+		worker_copy(j->res.code, sizeof(j->res.code), "PG_ERROR");
 	if (strcmp(j->res.code, "CIRCUIT_OPEN") == 0)
-		return deferred_or_failed(db, j, J.d->deferred, 1, "deferred");
+		return retry(db, j, deferred, 1, "deferred");
 	if (j->failures + 1 > J.max_retries) {
 		snprintf(j->why, sizeof(j->why),
 		    "gave up after %lld attempts: %s", j->failures + 1,
 		    j->res.message);
-		if (j->res.code[0] == '\0')
-			worker_copy(
-			    j->res.code, sizeof(j->res.code), "PG_ERROR");
 		j->outcome = "dead";
 		return J.d->give_up(db, j, 1, CE_RETRIES_EXHAUSTED);
 	}
-	return deferred_or_failed(
-	    db, j, J.d->failed, j->failures + 1, "failed");
+	return retry(db, j, failed, j->failures + 1, "failed");
 }
 
 struct batch {
@@ -351,7 +363,7 @@ record_tx(struct db *db, void *arg)
 	for (i = 0; i < b->n; i++) {
 		b->v[i]->outcome = NULL;
 		b->v[i]->lost = false;
-		rc = record_one(db, b->v[i]);
+		rc = J.d->record(db, b->v[i]);
 		if (rc == WORKER_LOST)
 			b->v[i]->lost = true;
 		else if (rc != 0)
