@@ -170,6 +170,10 @@ main_loaded(
 	consumer_signals();
 	if ((db = consumer_connect(&rc)) == NULL)
 		return rc;
+	if (d->jobs != NULL && (rc = worker_jobs_open()) != 0) {
+		db_close(db);
+		return rc;
+	}
 	if (a->retry_due) {
 		if ((rc = worker_jobs_start(
 		         d->jobs, d->prefix, concurrency, true)) == 0)
@@ -180,6 +184,8 @@ main_loaded(
 	if (consumer_signal() != 0)
 		diag_warn("stopped on %s",
 		    consumer_signal() == SIGTERM ? "SIGTERM" : "SIGINT");
+	if (d->jobs != NULL)
+		worker_jobs_close();
 	db_close(db);
 	return rc;
 }

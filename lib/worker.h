@@ -151,6 +151,13 @@ int worker_failed(struct db *db, struct worker_job *j, const char *deferred,
 void worker_copy(char *dst, size_t len, const char *src);
 
 /*
+ * Attach to the pg circuit breaker, on a connection of its own, before
+ * the jobs start: 0 or an exit code after a message.  Close at the end.
+ */
+int worker_jobs_open(void);
+void worker_jobs_close(void);
+
+/*
  * The gateway jobs of d, with up to concurrency calls in flight: until
  * worker_jobs_wait(), or with pass once over what is due at the start,
  * each job at most once.  0, or an exit code after a message.

@@ -447,9 +447,8 @@ setting(const char *prefix, const char *name, bool ms)
 	return ms ? conf_ms(key) : conf_int(key);
 }
 
-/* The pg circuit breaker, on a connection of its own. */
-static int
-open_breaker(void)
+int
+worker_jobs_open(void)
 {
 	char msg[512];
 	int rc;
@@ -460,10 +459,21 @@ open_breaker(void)
 		    conf_int("db_port"), msg);
 		return rc;
 	}
-	if ((rc = breaker_attach(J.breaker_db, "pg", &J.breaker)) != 0)
+	if ((rc = breaker_attach(J.breaker_db, "pg", &J.breaker)) != 0) {
 		diag_warn(
 		    "attach circuit breaker 'pg': %s", db_error(J.breaker_db));
+		worker_jobs_close();
+	}
 	return rc;
+}
+
+void
+worker_jobs_close(void)
+{
+	breaker_detach(J.breaker);
+	J.breaker = NULL;
+	db_close(J.breaker_db);
+	J.breaker_db = NULL;
 }
 
 static int
@@ -487,16 +497,13 @@ close_all(void)
 {
 	int i;
 
-	breaker_detach(J.breaker);
-	J.breaker = NULL;
-	db_close(J.breaker_db);
 	db_close(J.claim_db);
 	for (i = 0; i < RECORDERS; i++)
 		db_close(J.rec_db[i]);
 	http_multi_free(J.hm);
 	for (i = 0; i < 3; i++)
 		free(J.url[i]);
-	J.breaker_db = J.claim_db = NULL;
+	J.claim_db = NULL;
 	memset(J.rec_db, 0, sizeof(J.rec_db));
 	memset(J.url, 0, sizeof(J.url));
 	J.hm = NULL;
@@ -507,8 +514,7 @@ connect_all(void)
 {
 	int i, rc;
 
-	if ((rc = open_breaker()) != 0 ||
-	    (J.claim_db = consumer_connect(&rc)) == NULL)
+	if ((J.claim_db = consumer_connect(&rc)) == NULL)
 		return rc;
 	for (i = 0; i < RECORDERS; i++)
 		if ((J.rec_db[i] = consumer_connect(&rc)) == NULL)
