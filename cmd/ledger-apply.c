@@ -12,14 +12,12 @@
  * Per payment, merchant_payable's credits less its debits is what was
  * captured less what was refunded; pg_receivable mirrors it.
  */
-#include "conf.h"
 #include "consumer.h"
 #include "diag.h"
 #include "js.h"
 #include "topics.h"
+#include "worker.h"
 
-#include <getopt.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -99,85 +97,21 @@ on_message(
 int
 main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "group", required_argument, NULL, 'g' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "max-messages", required_argument, NULL, 'n' },
-		{ "once", no_argument, NULL, 'o' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "version", no_argument, NULL, 'V' },
-		{ NULL, 0, NULL, 0 },
-	};
 	static const struct consumer_topic topics[] = {
 		{ TOPIC_CAPTURED, EV_CAPTURED },
 		{ TOPIC_REFUNDED, EV_REFUNDED },
 	};
-	struct consumer_opts o;
-	struct db *db;
-	long long n;
-	int c, rc;
+	static const struct worker_def d = {
+		.usage = usage_text,
+		.prefix = "ledger",
+		.consumer = {
+		    .name = "ledger-apply",
+		    .topics = topics,
+		    .ntopics = 2,
+		    .dlq_event = EV_PAYMENT_DEAD_LETTER,
+		    .handle = on_message,
+		},
+	};
 
-	diag_init(argv[0]);
-	diag_ignore_sigpipe();
-	memset(&o, 0, sizeof(o));
-	while ((c = getopt_long(argc, argv, ":g:hn:vVX:", opts, NULL)) != -1) {
-		switch (c) {
-		case 'g':
-			if (*optarg == '\0')
-				return diag_usage(
-				    "option '--group': must not be empty");
-			conf_set_flag("ledger_group", optarg);
-			break;
-		case 'h':
-			fputs(usage_text, stdout);
-			return diag_close_stdout();
-		case 'n':
-			if (conf_parse_int(optarg, 1, 1000000000000LL, &n) != 0)
-				return diag_usage("option '--max-messages': "
-				                  "'%s' is not a count",
-				    optarg);
-			o.max_messages = n;
-			break;
-		case 'o':
-			o.once = true;
-			break;
-		case 'v':
-			diag_verbose++;
-			break;
-		case 'V':
-			diag_version();
-			return diag_close_stdout();
-		case 'X':
-			if (conf_kafka_prop(optarg) != 0)
-				return diag_usage("option '-X': '%s' is not "
-				                  "key=value",
-				    optarg);
-			break;
-		default:
-			return diag_badopt(c, argv);
-		}
-	}
-	if (optind < argc)
-		return diag_usage("unexpected argument '%s'", argv[optind]);
-	if ((rc = conf_load()) != 0)
-		return rc;
-	if (*conf_str("ledger_group") == '\0') {
-		diag_warn("setting 'ledger_group' must not be empty");
-		return EX_CONFIG;
-	}
-	consumer_signals();
-	if ((db = consumer_connect(&rc)) == NULL)
-		return rc;
-	o.name = "ledger-apply";
-	o.group = conf_str("ledger_group");
-	o.topics = topics;
-	o.ntopics = 2;
-	o.dlq_event = EV_PAYMENT_DEAD_LETTER;
-	o.handle = on_message;
-	rc = consumer_run(&o, &db);
-	if (consumer_signal() != 0)
-		diag_warn("stopped on %s",
-		    consumer_signal() == SIGTERM ? "SIGTERM" : "SIGINT");
-	db_close(db);
-	return rc;
+	return worker_main(argc, argv, &d);
 }

@@ -1,7 +1,6 @@
 /*
  * consumer: see consumer.h.  This file holds the Kafka loop, signals and
- * transactions; consumer_pool.c the gateway callers, consumer_event.c the
- * pure helpers.
+ * transactions; consumer_event.c the pure helpers.
  */
 #include "consumer.h"
 #include "conf.h"
@@ -146,28 +145,26 @@ recover(struct db **db, int rc, int attempt)
 }
 
 int
-consumer_tx(
-    struct consumer_worker *w, int (*body)(struct db *db, void *arg), void *arg)
+consumer_tx(struct db **db, int (*body)(struct db *db, void *arg), void *arg)
 {
 	int attempt, rc;
 
 	for (attempt = 0;; attempt++) {
-		if (w->db == NULL) {
+		if (*db == NULL) {
 			rc = EX_UNAVAILABLE;
-		} else if ((rc = db_begin(w->db)) == 0 &&
-		    (rc = body(w->db, arg)) == 0 &&
-		    (rc = db_commit(w->db)) == 0) {
+		} else if ((rc = db_begin(*db)) == 0 &&
+		    (rc = body(*db, arg)) == 0 && (rc = db_commit(*db)) == 0) {
 			return 0;
 		}
-		if (w->db != NULL)
-			db_rollback(w->db);
-		if (rc == CONSUMER_ABANDON)
+		if (*db != NULL)
+			db_rollback(*db);
+		if (rc < 0)
 			return rc;
-		if (!recover(&w->db, rc, attempt))
+		if (!recover(db, rc, attempt))
 			break;
 	}
-	diag_warn("database '%s': %s", w->db ? db_where(w->db) : "(lost)",
-	    w->db ? db_error(w->db) : "cannot reconnect");
+	diag_warn("database '%s': %s", *db ? db_where(*db) : "(lost)",
+	    *db ? db_error(*db) : "cannot reconnect");
 	return rc;
 }
 

@@ -11,9 +11,8 @@
  * the error goes to the outbox, in a transaction that also marks the
  * message processed, and the loop moves on.
  *
- * The pool of gateway callers: threads, each with its own database
- * connection and HTTP client, that claim due rows (first attempts and
- * retries alike) and call the gateway outside any transaction.
+ * Transactions retried over deadlocks and lost connections, for the
+ * gateway jobs of worker.h.
  *
  * And the pure pieces around both: strict event field readers, retry
  * backoff, keys for messages without an eventId, timestamp formats.
@@ -22,8 +21,6 @@
 #define PAYKIT_CONSUMER_H
 
 #include "db.h"
-#include "http.h"
-#include "pg.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -125,65 +122,18 @@ struct db *consumer_connect(int *code);
  */
 int consumer_run(const struct consumer_opts *o, struct db **db);
 
-/* A pool thread's connections. */
-struct consumer_pool;
-struct consumer_worker {
-	struct db *db;
-	struct http *http;
-	int id;
-	struct consumer_pool *pool;
-};
-
 /*
- * Run body in a transaction on w's connection: begin, body, commit.  A
- * deadlock or a lost connection is retried a few times (reconnecting);
- * body's other answers (an exit code, CONSUMER_ABANDON) roll back and are
- * returned.
+ * Run body in a transaction on *db: begin, body, commit.  A deadlock or a
+ * lost connection is retried a few times (reconnecting, which may replace
+ * *db); body's other answers (an exit code, or any negative value such as
+ * CONSUMER_ABANDON) roll back and are returned.
  */
-int consumer_tx(struct consumer_worker *w,
-    int (*body)(struct db *db, void *arg), void *arg);
-
-/*
- * Claim and process one due item: 1 when one was processed, 0 when
- * nothing is due, or an exit code.  cutoff is a database timestamp
- * ("YYYY-MM-DD HH:MM:SS.ffffff") bounding what is due, or NULL for now.
- */
-typedef int (*consumer_work_fn)(
-    struct consumer_worker *w, const char *cutoff, void *arg);
-
-/*
- * Start n threads calling fn until consumer_pool_stop(); an idle thread
- * polls every idle_ms or when kicked.  NULL with *code set after a message
- * when a connection cannot be made.
- */
-struct consumer_pool *consumer_pool_start(
-    int n, consumer_work_fn fn, void *arg, long long idle_ms, int *code);
-/* Wake idle threads: work was just made due. */
-void consumer_pool_kick(struct consumer_pool *p);
-/* Stop after the calls in flight and join: 0 or the first exit code. */
-int consumer_pool_stop(struct consumer_pool *p);
-
-/*
- * One pass: n threads process what is due at the database's current
- * time, each item at most once, then return.  0 or the first exit code.
- */
-int consumer_pool_pass(
-    int n, consumer_work_fn fn, void *arg, struct db *db, long long *done);
+int consumer_tx(
+    struct db **db, int (*body)(struct db *db, void *arg), void *arg);
 
 /* Pure helpers, unit-tested. */
 
 /* Required fields, strictly typed: 0, or CONSUMER_REJECT with e filled. */
-/*
- * The pg circuit breaker shared by a worker's gateway callers, on a
- * connection of its own: open it once, then consumer_pg_call() makes a
- * call the breaker permits (acquire, call, record) or fills res with
- * pg_refused() (code CIRCUIT_OPEN) without calling.
- */
-int consumer_pg_open(void);
-void consumer_pg_close(void);
-enum pg_outcome consumer_pg_call(struct http *h, enum pg_op op,
-    const struct pg_request *q, struct pg_result *res);
-
 int consumer_int(const json_t *o, const char *key, long long min, long long max,
     long long *out, struct consumer_error *e);
 int consumer_str(const json_t *o, const char *key, size_t maxlen,

@@ -44,6 +44,31 @@ collect(char *data, size_t size, size_t n, void *arg)
 	return len;
 }
 
+static struct curl_slist *
+json_headers(void)
+{
+	struct curl_slist *l;
+
+	l = curl_slist_append(NULL, "Content-Type: application/json");
+	return curl_slist_append(l, "Expect:");
+}
+
+/* An easy handle with the settings every call has. */
+static CURL *
+new_easy(void)
+{
+	CURL *e = curl_easy_init();
+
+	if (e == NULL)
+		diag_die(EX_SOFTWARE, "curl_easy_init failed");
+	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(
+	    e, CURLOPT_CONNECTTIMEOUT_MS, (long)conf_ms("pg_connect_timeout"));
+	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)conf_ms("pg_timeout"));
+	curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+	return e;
+}
+
 struct http *
 http_new(void)
 {
@@ -51,19 +76,10 @@ http_new(void)
 
 	pthread_once(&once, global_init);
 	h = xcalloc(1, sizeof(*h));
-	h->curl = curl_easy_init();
-	if (h->curl == NULL)
-		diag_die(EX_SOFTWARE, "curl_easy_init failed");
-	h->headers = curl_slist_append(NULL, "Content-Type: application/json");
-	h->headers = curl_slist_append(h->headers, "Expect:");
-	curl_easy_setopt(h->curl, CURLOPT_NOSIGNAL, 1L);
+	h->curl = new_easy();
+	h->headers = json_headers();
 	curl_easy_setopt(h->curl, CURLOPT_WRITEFUNCTION, collect);
 	curl_easy_setopt(h->curl, CURLOPT_WRITEDATA, h);
-	curl_easy_setopt(h->curl, CURLOPT_CONNECTTIMEOUT_MS,
-	    (long)conf_ms("pg_connect_timeout"));
-	curl_easy_setopt(
-	    h->curl, CURLOPT_TIMEOUT_MS, (long)conf_ms("pg_timeout"));
-	curl_easy_setopt(h->curl, CURLOPT_TCP_NODELAY, 1L);
 	return h;
 }
 
@@ -78,24 +94,34 @@ http_close(struct http *h)
 	free(h);
 }
 
+/* The reply of a finished call but its body: 0, or 69 or 75 with err. */
 static int
-perform(struct http *h, const char *url, struct http_reply *r)
+finished(CURL *e, CURLcode cc, struct http_reply *r)
 {
-	CURLcode cc;
 	double secs = 0;
 
 	memset(r, 0, sizeof(*r));
-	h->len = 0;
-	curl_easy_setopt(h->curl, CURLOPT_URL, url);
-	cc = curl_easy_perform(h->curl);
-	curl_easy_getinfo(h->curl, CURLINFO_TOTAL_TIME, &secs);
+	curl_easy_getinfo(e, CURLINFO_TOTAL_TIME, &secs);
 	r->ms = secs * 1000.0;
 	if (cc != CURLE_OK) {
 		snprintf(r->err, sizeof(r->err), "%s", curl_easy_strerror(cc));
 		r->timed_out = cc == CURLE_OPERATION_TIMEDOUT;
 		return r->timed_out ? EX_TEMPFAIL : EX_UNAVAILABLE;
 	}
-	curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &r->status);
+	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &r->status);
+	return 0;
+}
+
+static int
+perform(struct http *h, const char *url, struct http_reply *r)
+{
+	int rc;
+
+	h->len = 0;
+	curl_easy_setopt(h->curl, CURLOPT_URL, url);
+	if ((rc = finished(h->curl, curl_easy_perform(h->curl), r)) != 0)
+		return rc;
+	/* A copy: the buffer is the client's, and used again. */
 	r->body = xmalloc(h->len + 1);
 	memcpy(r->body, h->buf ? h->buf : "", h->len);
 	r->body[h->len] = '\0';
@@ -131,4 +157,133 @@ int
 http_is_failure(const struct http_reply *r)
 {
 	return r->status == 0 || r->status >= 500;
+}
+
+/* The multi client. */
+
+struct http_multi {
+	CURLM *multi;
+	struct curl_slist *headers;
+	CURL **idle; /* easy handles done with, kept for their connections */
+	size_t nidle, cap;
+	struct http_call **busy; /* the calls in flight */
+	size_t nbusy, busycap;
+};
+
+static size_t
+collect_call(char *data, size_t size, size_t n, void *arg)
+{
+	struct http_call *c = arg;
+	size_t len = size * n;
+
+	if (c->len + len > 1 << 20)
+		return 0;
+	if (c->len + len + 1 > c->cap) {
+		c->cap = (c->len + len + 1) * 2;
+		c->buf = xrealloc(c->buf, c->cap);
+	}
+	memcpy(c->buf + c->len, data, len);
+	c->len += len;
+	c->buf[c->len] = '\0';
+	return len;
+}
+
+struct http_multi *
+http_multi_new(void)
+{
+	struct http_multi *m;
+
+	pthread_once(&once, global_init);
+	m = xcalloc(1, sizeof(*m));
+	if ((m->multi = curl_multi_init()) == NULL)
+		diag_die(EX_SOFTWARE, "curl_multi_init failed");
+	m->headers = json_headers();
+	return m;
+}
+
+void
+http_multi_free(struct http_multi *m)
+{
+	if (m == NULL)
+		return;
+	while (m->nbusy > 0) {
+		curl_multi_remove_handle(m->multi, m->busy[--m->nbusy]->easy);
+		curl_easy_cleanup(m->busy[m->nbusy]->easy);
+	}
+	free(m->busy);
+	while (m->nidle > 0)
+		curl_easy_cleanup(m->idle[--m->nidle]);
+	free(m->idle);
+	curl_multi_cleanup(m->multi);
+	curl_slist_free_all(m->headers);
+	free(m);
+}
+
+void
+http_multi_post(struct http_multi *m, struct http_call *c)
+{
+	CURL *e = m->nidle > 0 ? m->idle[--m->nidle] : new_easy();
+
+	c->easy = e;
+	c->len = 0;
+	curl_easy_setopt(e, CURLOPT_URL, c->url);
+	curl_easy_setopt(e, CURLOPT_HTTPHEADER, m->headers);
+	curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->body);
+	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)strlen(c->body));
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect_call);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
+	curl_easy_setopt(e, CURLOPT_PRIVATE, c);
+	curl_multi_add_handle(m->multi, e);
+	if (m->nbusy == m->busycap) {
+		m->busycap = m->busycap ? m->busycap * 2 : 64;
+		m->busy = xrealloc(m->busy, m->busycap * sizeof(*m->busy));
+	}
+	c->slot = m->nbusy;
+	m->busy[m->nbusy++] = c;
+}
+
+static void
+call_done(struct http_multi *m, CURL *e, CURLcode cc)
+{
+	struct http_reply r;
+	struct http_call *c;
+	int rc;
+
+	curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&c);
+	curl_multi_remove_handle(m->multi, e);
+	rc = finished(e, cc, &r);
+	if (rc == 0) {
+		r.body = c->buf ? c->buf : "";
+		r.len = c->len;
+	}
+	if (m->nidle == m->cap) {
+		m->cap = m->cap ? m->cap * 2 : 64;
+		m->idle = xrealloc(m->idle, m->cap * sizeof(*m->idle));
+	}
+	m->idle[m->nidle++] = e;
+	m->busy[c->slot] = m->busy[--m->nbusy];
+	m->busy[c->slot]->slot = c->slot;
+	c->easy = NULL;
+	c->done(c, rc, &r);
+}
+
+long
+http_multi_run(struct http_multi *m, int ms)
+{
+	CURLMsg *msg;
+	int left, still;
+
+	curl_multi_perform(m->multi, &still);
+	while ((msg = curl_multi_info_read(m->multi, &left)) != NULL)
+		if (msg->msg == CURLMSG_DONE)
+			call_done(m, msg->easy_handle, msg->data.result);
+	if (ms > 0)
+		curl_multi_poll(m->multi, NULL, 0, ms, NULL);
+	return (long)m->nbusy;
+}
+
+void
+http_multi_wakeup(struct http_multi *m)
+{
+	curl_multi_wakeup(m->multi);
 }

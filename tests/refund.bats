@@ -82,6 +82,30 @@ refunded_events() {
 	[ "$(pg_calls refund "refund-txn_$ID-$r2")" = 1 ]
 }
 
+@test "refunds of one payment in flight at once add up: REFUNDED, one event each" {
+	payment "$ID"
+	for a in 100 200 300 400; do
+		r=$(request "$ID" "$a")
+		echo "$r" >>"$BATS_TEST_TMPDIR/ids"
+		event "$ID" "$r" "$a"
+	done | produce payment.refund-requested
+	run -0 --separate-stderr refund --once -v -g "$(group a)"
+	[[ $stderr == *"refund: claimed 4 due refunds, 4 to call"* ]]
+	[ "$(payment_of "$ID")" = "REFUNDED 1000" ]
+	# Each saw the ones recorded before it: the running totals, and the
+	# payment REFUNDED with the last.
+	outbox PAYMENT_REFUNDED "aggregate_id = $ID" | jq -e -s '
+		length == 4 and (map(.refundedAmount) | sort) ==
+		(map(.refundedAmount) | unique) and
+		(map(.refundedAmount) | max) == 1000 and
+		(map(select(.paymentStatus == "REFUNDED")) | length) == 1 and
+		(map(select(.paymentStatus == "REFUND_REQUESTED")) | length) == 3'
+	while read -r r; do
+		[ "$(request_of "$r")" = "SUCCESS 0" ]
+		[ "$(pg_calls refund "refund-txn_$ID-$r")" = 1 ]
+	done <"$BATS_TEST_TMPDIR/ids"
+}
+
 @test "the same message twice and a replay of the topic refund once" {
 	payment "$ID"
 	r=$(request "$ID" 1000)
@@ -211,6 +235,8 @@ refunded_events() {
 	assert_one_line_stderr "*'--max-messages': 'abc' is not a count*"
 	run -64 --separate-stderr refund --frobnicate
 	assert_one_line_stderr "refund: unknown option '--frobnicate' (see 'refund -h')"
+	run -64 --separate-stderr refund --concurrency abc
+	assert_one_line_stderr "refund: option '--concurrency': 'abc' is not a count from 1 to 4096 (see 'refund -h')"
 	PAY_REFUND_CONCURRENCY=0 run -78 --separate-stderr refund --once
 	assert_one_line_stderr "refund: setting 'PAY_REFUND_CONCURRENCY': '0' is not an integer"
 }

@@ -21,6 +21,7 @@ setup() {
 teardown() {
 	stop_started
 	pg_reset
+	payctl breaker pg reset >/dev/null
 }
 
 # payment ID [STATUS [AMOUNT]]: a payment row as payctl capture leaves it.
@@ -50,6 +51,29 @@ n_captured() {
 }
 captured_events() {
 	outbox PAYMENT_CAPTURED "aggregate_id = $1" | grep -c . || true
+}
+# many N: payments BASE+1 .. BASE+N as payctl capture leaves them, and
+# their capture-requested messages.  BASE is far from the other tests' IDs.
+many() {
+	BASE=$((BATS_TEST_NUMBER * 100000))
+	sql "INSERT INTO payment (payment_id, merchant_id, idempotency_key,
+		amount, currency, status, transaction_id) SELECT $BASE + seq, 'M1',
+		CONCAT('k', $BASE + seq), 1000, 'KRW', 'CAPTURE_REQUESTED',
+		CONCAT('txn_', $BASE + seq) FROM seq_1_to_$1"
+	for i in $(seq 1 "$1"); do
+		event $((BASE + i))
+	done | produce payment.capture-requested
+}
+# How many of the payments BASE+1 .. BASE+N are CAPTURED.
+many_captured() {
+	count "payment WHERE payment_id > $BASE AND payment_id <= $((BASE + $1))
+		AND status = 'CAPTURED'"
+}
+# The gateway's settle calls for each of the payments, one line each.
+many_calls() {
+	for i in $(seq 1 "$1"); do
+		pg_calls settle "settle-txn_$((BASE + i))"
+	done
 }
 
 @test "settles a capture request: payment CAPTURED and one PAYMENT_CAPTURED" {
@@ -312,6 +336,61 @@ captured_events() {
 		aggregate_id <= $((ID + 20))" | tr '\t' ' ')" = "20 20" ]
 }
 
+@test "many settlements in flight at once: one gateway call and one event per payment" {
+	many 300
+	run -0 --separate-stderr settle --once -v -c 256 -g "$(group a)"
+	# The pass claimed every call it was allowed at once.
+	[[ $stderr == *"settle: claimed 256 due settlements, 256 to call"* ]]
+	[ "$(many_captured 300)" = 300 ]
+	[ "$(sql "SELECT COUNT(*), COUNT(DISTINCT aggregate_id) FROM outbox_event
+		WHERE event_type = 'PAYMENT_CAPTURED' AND aggregate_id > $BASE AND
+		aggregate_id <= $((BASE + 300))" | tr '\t' ' ')" = "300 300" ]
+	[ "$(many_calls 300 | sort | uniq -c | sed 's/^ *//')" = "300 1" ]
+}
+
+@test "killed with -9 while a batch of calls is in flight: restarted, each payment settled once" {
+	export PAY_PG_TIMEOUT=2s
+	pg_control '{"endpoint":"settle","delayMs":[300,600]}'
+	many 200
+	g=$(group a)
+	start first settle -c 16 -g "$g"
+	wait_until 60 eval '[ "$(many_captured 200)" -ge 20 ]'
+	stop_with 137 first KILL
+	# Its claims were left in flight: leased, not recorded.
+	[ "$(count "settlement_request WHERE payment_id > $BASE AND
+		payment_id <= $((BASE + 200)) AND status = 'PENDING' AND
+		next_retry_at > NOW(6)")" -ge 1 ]
+	[ "$(many_captured 200)" -lt 200 ]
+	pg_control '{"endpoint":"settle","delayMs":[50,150]}'
+	start second settle -c 64 -g "$g"
+	wait_until 120 eval '[ "$(many_captured 200)" = 200 ]'
+	stop_with 0 second
+	[ "$(count "settlement_request WHERE payment_id > $BASE AND
+		payment_id <= $((BASE + 200)) AND status = 'SUCCESS'")" = 200 ]
+	[ "$(sql "SELECT COUNT(*), COUNT(DISTINCT aggregate_id) FROM outbox_event
+		WHERE event_type = 'PAYMENT_CAPTURED' AND aggregate_id > $BASE AND
+		aggregate_id <= $((BASE + 200))" | tr '\t' ' ')" = "200 200" ]
+	# A call cut short by the kill was made again, with the same key.
+	many_calls 200 >"$BATS_TEST_TMPDIR/calls"
+	run -1 grep -vx '[12]' "$BATS_TEST_TMPDIR/calls"
+	grep -qx 2 "$BATS_TEST_TMPDIR/calls"
+}
+
+@test "a call the pg circuit breaker refuses is deferred without spending an attempt" {
+	payment "$ID"
+	payctl breaker pg force-open >/dev/null
+	event "$ID" | produce payment.capture-requested
+	run -0 settle --once -g "$(group a)"
+	payctl breaker pg reset >/dev/null
+	[ "$(sql "SELECT status, retry_count, pg_response_code FROM
+		settlement_request WHERE payment_id = $ID" | tr '\t' ' ')" = "FAILED 0 CIRCUIT_OPEN" ]
+	[ "$(status_of "$ID")" = CAPTURE_REQUESTED ]
+	[ "$(pg_calls settle "settle-txn_$ID")" = 0 ]
+	run -0 settle --retry-due
+	[ "$(request_of "$ID")" = "SUCCESS 0" ]
+	[ "$(captured_events "$ID")" = 1 ]
+}
+
 @test "two instances in one group share the partitions" {
 	g=$(group a)
 	start one settle -g "$g"
@@ -346,6 +425,10 @@ captured_events() {
 	assert_one_line_stderr "*option '-g' needs a value*"
 	run -64 --separate-stderr settle extra
 	assert_one_line_stderr "*unexpected argument 'extra'*"
+	run -64 --separate-stderr settle --retry-due -c 0
+	assert_one_line_stderr "settle: option '--concurrency': '0' is not a count from 1 to 4096 (see 'settle -h')"
+	run -64 --separate-stderr settle --retry-due --concurrency=4097
+	assert_one_line_stderr "*'--concurrency': '4097' is not a count*"
 }
 
 @test "bad settings are exit 78 with one line" {
