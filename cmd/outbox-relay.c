@@ -24,11 +24,14 @@
 static const char usage_text[] =
     "usage: outbox-relay [-1ehVv] [-b count] [-P age] [-X key=value] ...\n";
 
-/* Pauses after an outage: doubled from the first up to the last. */
+/* Pauses after a Kafka outage: doubled from the first up to the last. */
 #define OUTAGE_PAUSE_MIN_MS 250
 #define OUTAGE_PAUSE_MAX_MS 5000
 /* After a deadlock or lock wait timeout, before the next claim. */
 #define RETRY_PAUSE_MS 100
+/* Between attempts to reach a lost database: doubled up to the last. */
+#define DB_PAUSE_MIN_MS 250
+#define DB_PAUSE_MAX_MS 2000
 
 static const char max_id_sql[] =
     "SELECT COALESCE(MAX(event_id), 0) FROM outbox_event";
@@ -166,6 +169,47 @@ run_code(const struct opts *o, const struct relay_counts *c)
 	return 0;
 }
 
+/* Whether the last error means the connection to the database is gone. */
+static bool
+db_lost(struct db *db, int rc)
+{
+	return rc == EX_UNAVAILABLE &&
+	    db_classify(db_errno(db)) == EX_UNAVAILABLE;
+}
+
+/*
+ * Ride out a database outage: connect again, with pauses doubling up to
+ * DB_PAUSE_MAX_MS, until it answers (0), SIGTERM (-1), or it answers
+ * with something that waiting will not fix, such as a refused login (that
+ * exit code).  The Kafka producer is untouched; the batch that was in
+ * flight died with its transaction, so its rows are free and still
+ * PENDING.
+ */
+static int
+reconnect(struct db *db)
+{
+	long long pause = DB_PAUSE_MIN_MS;
+	char msg[512];
+	int rc;
+
+	while (!stopping) {
+		pause_ms(pause);
+		if (stopping)
+			break;
+		if ((rc = db_reconnect(db, msg, sizeof(msg))) == 0 &&
+		    (rc = relay_session(db)) == 0)
+			return 0;
+		if (rc != EX_UNAVAILABLE && rc != EX_TEMPFAIL) {
+			diag_warn(
+			    "connect to '%s': %s", db_where(db), db_error(db));
+			return rc;
+		}
+		pause =
+		    pause * 2 > DB_PAUSE_MAX_MS ? DB_PAUSE_MAX_MS : pause * 2;
+	}
+	return -1;
+}
+
 static int
 relay_loop(struct db *db, const struct opts *o)
 {
@@ -178,7 +222,7 @@ relay_loop(struct db *db, const struct opts *o)
 	double interval = (double)conf_ms("relay_stats_interval") / 1000;
 	struct relay_counts c = { 0 }, last = { 0 }, before;
 	enum relay_outcome out;
-	double tick = now_s();
+	double tick = now_s(), lost;
 	struct relay *r;
 	char err[1024];
 	int rc;
@@ -208,12 +252,23 @@ relay_loop(struct db *db, const struct opts *o)
 		}
 		before = c;
 		if ((rc = relay_batch(r, &c, &out)) != 0) {
-			diag_warn("%s", relay_error(r));
+			diag_warn("%s%s", relay_error(r),
+			    db_lost(db, rc) && !o->once ? ": connecting again"
+			                                : "");
 			if (rc == EX_TEMPFAIL && !o->once) {
 				pause_ms(RETRY_PAUSE_MS);
 				continue;
 			}
-			break;
+			if (!db_lost(db, rc) || o->once)
+				break;
+			lost = now_s();
+			if ((rc = reconnect(db)) != 0) {
+				rc = rc < 0 ? 0 : rc;
+				break;
+			}
+			diag_warn("database '%s': connected again after %.1fs",
+			    db_where(db), now_s() - lost);
+			continue;
 		}
 		if (out == RELAY_OUTAGE) {
 			diag_warn("kafka '%s': %s", conf_str("kafka_brokers"),
@@ -249,8 +304,12 @@ relay_loop(struct db *db, const struct opts *o)
 				break;
 			continue;
 		}
-		/* A full batch means more is waiting: claim again at once. */
-		if (c.claimed - before.claimed < (uint64_t)ro.batch)
+		/*
+		 * Rows came in: more may have come since, claim again at
+		 * once.  Only an empty claim sleeps, so a steady trickle is
+		 * picked up within one batch's time, not a sleep's.
+		 */
+		if (c.claimed == before.claimed)
 			pause_ms(idle);
 	}
 	relay_free(r);

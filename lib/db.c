@@ -38,6 +38,7 @@ struct db {
 	unsigned err;
 	char errmsg[512];
 	char where[256];
+	char *dbname;
 };
 
 int
@@ -100,18 +101,15 @@ fail_st(struct db *db, MYSQL_STMT *st)
 	return fail(db, mysql_stmt_errno(st), mysql_stmt_error(st));
 }
 
-struct db *
-db_connect(const char *dbname, int *code, char *msg, size_t len)
+/* Open db->my on dbname: 0, or an exit code with the message in msg. */
+static int
+open_conn(struct db *db, int *code, char *msg, size_t len)
 {
 	unsigned int timeout =
 	    (unsigned)((conf_ms("db_connect_timeout") + 999) / 1000);
 	const char *sock = conf_str("db_socket");
 	my_bool verify = conf_bool("db_ssl_verify");
-	struct db *db;
 
-	if (dbname == NULL)
-		dbname = conf_str("db_name");
-	db = xcalloc(1, sizeof(*db));
 	db->my = mysql_init(NULL);
 	if (db->my == NULL)
 		diag_die(EX_SOFTWARE, "out of memory");
@@ -132,16 +130,58 @@ db_connect(const char *dbname, int *code, char *msg, size_t len)
 		    db->my, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &verify);
 	snprintf(db->where, sizeof(db->where), "%s@%s:%lld/%s",
 	    conf_str("db_user"), *sock ? sock : conf_str("db_host"),
-	    *sock ? 0LL : conf_int("db_port"), dbname);
+	    *sock ? 0LL : conf_int("db_port"), db->dbname);
 	if (mysql_real_connect(db->my, conf_str("db_host"), conf_str("db_user"),
-	        conf_str("db_password"), dbname, (unsigned)conf_int("db_port"),
-	        *sock ? sock : NULL, 0) == NULL) {
+	        conf_str("db_password"), db->dbname,
+	        (unsigned)conf_int("db_port"), *sock ? sock : NULL,
+	        0) == NULL) {
 		*code = db_classify(mysql_errno(db->my));
 		snprintf(msg, len, "%s", mysql_error(db->my));
+		return *code;
+	}
+	return 0;
+}
+
+struct db *
+db_connect(const char *dbname, int *code, char *msg, size_t len)
+{
+	struct db *db;
+
+	db = xcalloc(1, sizeof(*db));
+	db->dbname = xstrdup(dbname != NULL ? dbname : conf_str("db_name"));
+	if (open_conn(db, code, msg, len) != 0) {
 		db_close(db);
 		return NULL;
 	}
 	return db;
+}
+
+/* Drop the statements and the connection, keep the rest of db. */
+static void
+close_conn(struct db *db)
+{
+	size_t i;
+
+	db->cur = NULL;
+	for (i = 0; i < db->ncache; i++)
+		mysql_stmt_close(db->cache[i].st);
+	db->ncache = 0;
+	if (db->my != NULL)
+		mysql_close(db->my);
+	db->my = NULL;
+}
+
+int
+db_reconnect(struct db *db, char *msg, size_t len)
+{
+	int code = 0;
+
+	close_conn(db);
+	if (open_conn(db, &code, msg, len) != 0) {
+		db->err = CR_CONNECTION_ERROR;
+		snprintf(db->errmsg, sizeof(db->errmsg), "%s", msg);
+	}
+	return code;
 }
 
 void
@@ -151,14 +191,13 @@ db_close(struct db *db)
 
 	if (db == NULL)
 		return;
-	for (i = 0; i < db->ncache; i++)
-		mysql_stmt_close(db->cache[i].st);
+	close_conn(db);
 	for (i = 0; i < db->colcap; i++)
 		free(db->cols[i].buf);
 	free(db->cols);
 	free(db->rbind);
 	free(db->cache);
-	mysql_close(db->my);
+	free(db->dbname);
 	free(db);
 }
 

@@ -25,6 +25,13 @@ struct db;
  */
 struct db *db_connect(const char *dbname, int *code, char *msg, size_t len);
 void db_close(struct db *db);
+/*
+ * Connect db again with the same settings, dropping its old connection and
+ * prepared statements (a server restart loses both); session settings made
+ * since db_connect() must be made again.  0, or the exit code with the
+ * client's message in msg (and in db_error()).
+ */
+int db_reconnect(struct db *db, char *msg, size_t len);
 
 /* Where the connection goes, "user@host:port/db", for messages. */
 const char *db_where(const struct db *db);

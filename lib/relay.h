@@ -77,7 +77,8 @@ void relay_free(struct relay *r);
  *
  * The ordering plan.  items are the claimed rows; pending are every
  * PENDING row, claimed or not, of the items' aggregates with an event_id
- * below the aggregate's highest claimed one, and due_us says in how many
+ * below the aggregate's highest claimed one (claimed rows may be left out:
+ * only the unclaimed ones block), and due_us says in how many
  * microseconds each is due (0 when it is).  Per aggregate, the claimed rows
  * before the first unclaimed pending one go out in waves 0, 1, 2, ... (one
  * row of each aggregate per wave, lowest event_id first); the rest are held

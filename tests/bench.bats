@@ -127,6 +127,18 @@ outside() {
 	assert_one_line_stderr "bench: '*' needs one <!-- bench:start --> and one <!-- bench:end --> line"
 }
 
+@test "the relay group alone measures the produce ceiling its drain rate is judged against" {
+	run -0 --separate-stderr timeout 300 "$TOP/scripts/bench" --quick -s relay -O
+	echo "$output" | jq -s -e 'length == 4 and (map({(.bench): .}) | add |
+		.kafka_produce_ceiling.value > 0 and
+		.relay_drain_rate.ceiling == .kafka_produce_ceiling.value and
+		((.relay_drain_rate.ratio - .relay_drain_rate.value /
+			.kafka_produce_ceiling.value) | fabs) < 0.001 and
+		.relay_latency_p99.value > 0 and .relay_rss.value > 0)'
+	[[ $stderr == *"ceilings: librdkafka idempotent produce"* ]]
+	[[ $stderr == *"run 1: p99 "*" ms"* ]]
+}
+
 @test "-h prints the usage on stdout" {
 	run -0 --separate-stderr "$TOP/scripts/bench" -h
 	[[ ${lines[0]} == "bench: "* ]]

@@ -72,3 +72,41 @@ load test_helper
 @test "an unknown subcommand is a usage error" {
 	run -64 devstack frob
 }
+
+@test "db-stop and db-start keep the database's port, even one picked free" {
+	local q=13306 holder port
+	export PAY_DEVSTACK_DIR="$BATS_TEST_TMPDIR/restart"
+	export PAY_DEVSTACK_DB_PORT=0 PAY_DEVSTACK_PG_PORT=0
+	# Hold the first free port, so that up picks a later one: a restart
+	# that picked again would take the held one once it is free.
+	while ss -Hltn "sport = :$q" | grep -q .; do q=$((q + 1)); done
+	socat "TCP-LISTEN:$q,bind=127.0.0.1,reuseaddr" /dev/null 3>&- &
+	holder=$!
+	wait_until 5 bash -c "ss -Hltn 'sport = :$q' | grep -q ."
+	run -0 devstack up
+	port=$(cat "$PAY_DEVSTACK_DIR/mariadb/port")
+	[ "$port" -gt "$q" ]
+	kill "$holder"
+	wait "$holder" || true
+	run -0 devstack db-stop
+	run -69 devstack status
+	run -0 devstack db-start
+	[ "$(cat "$PAY_DEVSTACK_DIR/mariadb/port")" = "$port" ]
+	[[ $(devstack env) == *"export PAY_DB_PORT='$port'"* ]]
+	run -0 mariadb --no-defaults -h127.0.0.1 -P"$port" -upayuser -ppaypass \
+		paydb -N -e 'select @@tmpdir'
+	# Its temporary files stay under the state directory.
+	[ "$output" = "$PAY_DEVSTACK_DIR/mariadb/tmp" ]
+	run -0 devstack db-kill
+	run -0 devstack db-start
+	[ "$(cat "$PAY_DEVSTACK_DIR/mariadb/port")" = "$port" ]
+	run -0 devstack down
+}
+
+teardown() {
+	local d
+	# A private stack a failed test left up.
+	for d in "$BATS_TEST_TMPDIR/stack" "$BATS_TEST_TMPDIR/restart"; do
+		[ ! -d "$d" ] || PAY_DEVSTACK_DIR=$d devstack down 2>/dev/null || true
+	done
+}

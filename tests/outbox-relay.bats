@@ -16,6 +16,7 @@ setup() {
 	sql "TRUNCATE outbox_event"
 	RELAY_PIDS=()
 	KAFKA_DOWN=
+	DB_DOWN=
 }
 
 teardown() {
@@ -23,16 +24,17 @@ teardown() {
 	for p in "${RELAY_PIDS[@]}"; do
 		kill -KILL "$p" 2>/dev/null || true
 	done
-	# The broker is the suite's: never leave it down.
+	# The broker and the database are the suite's: never leave them down.
 	[ -z "$KAFKA_DOWN" ] || devstack kafka-up 2>/dev/null
+	[ -z "$DB_DOWN" ] || devstack db-start 2>/dev/null
 }
 
-# add_events PAYMENTS EVENTS [TYPE]: EVENTS events for each of the payments
-# 1001.., the first of every payment, then the second, ...; payloads carry
-# eventId and seq (1..EVENTS).
+# add_events PAYMENTS EVENTS [TYPE [FIRST]]: EVENTS events for each of the
+# payments FIRST.. (1001..), the first of every payment, then the second,
+# ...; payloads carry eventId and seq (1..EVENTS).
 add_events() {
 	sql "INSERT INTO outbox_event (event_key, aggregate_id, event_type,
-		payload) SELECT k, 1000 + p, '${3:-PAYMENT_AUTHORIZED}',
+		payload) SELECT k, ${4:-1001} - 1 + p, '${3:-PAYMENT_AUTHORIZED}',
 		CONCAT('{\"eventId\":\"', k, '\",\"seq\":', e, '}')
 		FROM (SELECT UUID() AS k, e.seq AS e, p.seq AS p
 		FROM seq_1_to_$2 e, seq_1_to_$1 p) x ORDER BY e, p"
@@ -48,6 +50,10 @@ all_published() {
 
 some_published() {
 	[ "$(n_status PUBLISHED)" -gt 0 ]
+}
+
+some_published_above() {
+	[ "$(n_status PUBLISHED)" -gt "$1" ]
 }
 
 # consume TOPIC: the test's TOPIC as one JSON object per message: key, id
@@ -240,6 +246,72 @@ n_unlocked() {
 	run -0 outbox-relay --once
 	consume payment.authorized >"$BATS_TEST_TMPDIR/got"
 	check_delivery "$BATS_TEST_TMPDIR/got"
+}
+
+outages() {
+	grep -c -- "connecting again" "$BATS_TEST_TMPDIR/$1.err"
+}
+
+@test "rides out a database restart and a kill: one line per outage, every event published" {
+	start_relay r -b 50
+	add_events 20 5
+	wait_until 30 all_published 100
+	DB_DOWN=1
+	devstack db-stop
+	wait_until 20 logged r "connecting again"
+	# Still running, and saying so once, whatever the attempts.
+	kill -0 "${RELAY_PIDS[0]}"
+	devstack db-start
+	DB_DOWN=
+	add_events 30 5 PAYMENT_AUTHORIZED 2001
+	wait_until 60 all_published 250
+	wait_until 10 logged r "connected again after"
+	[ "$(outages r)" = 1 ]
+	# Killed mid-batch: that batch is sent again, nothing is lost.
+	add_events 400 10 PAYMENT_AUTHORIZED 3001
+	wait_until 30 some_published_above 250
+	DB_DOWN=1
+	devstack db-kill
+	devstack db-start
+	DB_DOWN=
+	wait_until 90 all_published 4250
+	[ "$(outages r)" = 2 ]
+	[ "$(grep -c "connected again after" "$BATS_TEST_TMPDIR/r.err")" = 2 ]
+	stop_relay "${RELAY_PIDS[0]}"
+	run -1 grep -q "kafka producer failed" "$BATS_TEST_TMPDIR/r.err"
+	[ "$(sql "SELECT MAX(attempts) FROM outbox_event")" = 0 ]
+	consume payment.authorized >"$BATS_TEST_TMPDIR/got"
+	check_delivery "$BATS_TEST_TMPDIR/got"
+}
+
+@test "SIGTERM while the database is away exits 0; --once exits 69 when it goes away" {
+	local rc=0
+	start_relay r -v
+	wait_until 10 logged r "publishing from"
+	DB_DOWN=1
+	devstack db-stop
+	wait_until 20 logged r "connecting again"
+	stop_relay "${RELAY_PIDS[0]}"
+	devstack db-start
+	DB_DOWN=
+	add_events 500 10
+	outbox-relay --once -b 10 >"$BATS_TEST_TMPDIR/once.out" \
+		2>"$BATS_TEST_TMPDIR/once.err" 3>&- &
+	RELAY_PIDS+=("$!")
+	wait_until 30 some_published
+	DB_DOWN=1
+	devstack db-kill
+	wait "${RELAY_PIDS[1]}" || rc=$?
+	devstack db-start
+	DB_DOWN=
+	[ "$rc" -eq 69 ]
+	# One line on stderr, the summary on stdout.
+	[ "$(wc -l <"$BATS_TEST_TMPDIR/once.err")" = 1 ]
+	grep -q "Lost connection\|server has gone away\|Can't connect" "$BATS_TEST_TMPDIR/once.err"
+	run -1 grep -q "connecting again" "$BATS_TEST_TMPDIR/once.err"
+	jq -e '.published > 0 and .published < 5000' "$BATS_TEST_TMPDIR/once.out"
+	run -0 outbox-relay --once
+	[ "$(n_status PUBLISHED)" = 5000 ]
 }
 
 @test "a row committed late with a lower id is still published" {

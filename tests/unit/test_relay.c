@@ -61,6 +61,24 @@ holds_only_rows_after_a_gap(void)
 }
 
 static void
+needs_only_the_unclaimed_pending_rows(void)
+{
+	/* As above, without the claimed rows the query leaves out. */
+	struct relay_item it[] = { { 12, 2 }, { 10, 1 }, { 11, 1 }, { 13, 1 },
+		{ 7, 4 }, { 9, 4 } };
+	struct relay_pending p[] = { { 4, 5, 3000 } };
+
+	CHECK(relay_plan(it, 6, NULL, 0) == 3);
+	CHECK(find(it, 6, 10)->wave == 0 && find(it, 6, 11)->wave == 1 &&
+	    find(it, 6, 13)->wave == 2 && find(it, 6, 12)->wave == 0);
+	CHECK(relay_plan(it, 6, p, 1) == 3);
+	CHECK(find(it, 6, 7)->wave == RELAY_HELD &&
+	    find(it, 6, 7)->hold_us == 3000);
+	CHECK(find(it, 6, 9)->wave == RELAY_HELD);
+	CHECK(find(it, 6, 11)->wave == 1);
+}
+
+static void
 plans_an_empty_batch(void)
 {
 	CHECK(relay_plan(NULL, 0, NULL, 0) == 0);
@@ -217,6 +235,7 @@ main(void)
 	RUN(sends_each_payment_in_waves_of_one_event);
 	RUN(holds_rows_behind_an_unclaimed_earlier_event);
 	RUN(holds_only_rows_after_a_gap);
+	RUN(needs_only_the_unclaimed_pending_rows);
 	RUN(plans_an_empty_batch);
 	RUN(backs_off_exponentially_with_jitter_and_a_cap);
 	RUN(derives_a_stable_dead_letter_id);
