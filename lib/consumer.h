@@ -72,6 +72,20 @@ struct consumer_msg {
 	int64_t payment_id; /* set by the handler once known, for the DLQ */
 };
 
+/*
+ * A message given to consumer_opts.handle_batch, which sets rc: 0 applied,
+ * or CONSUMER_REJECT with *e filled (the loop dead-letters it in the same
+ * transaction).  handle_batch returns 0 or an exit code; EX_SOFTWARE (the
+ * database refused a statement) makes the loop roll back and redo the
+ * batch a message at a time with handle, so that only the message at fault
+ * is dead-lettered.  Like handle, it acts on the database only.
+ */
+struct consumer_item {
+	struct consumer_msg *m;
+	struct consumer_error *e;
+	int rc;
+};
+
 /* A topic to consume and the eventType its messages must carry. */
 struct consumer_topic {
 	const char *topic; /* without the prefix */
@@ -96,6 +110,14 @@ struct consumer_opts {
 	/* Called after each batch has committed; may be NULL. */
 	void (*committed)(void *arg);
 	void *arg;
+	/*
+	 * Optional, set-based: apply the batch's new messages at once inside
+	 * the open transaction (see consumer_item); NULL applies them one by
+	 * one with handle.  The loop then finds what was processed before
+	 * with one query and marks the rest with one statement.
+	 */
+	int (*handle_batch)(
+	    struct db *db, struct consumer_item *items, size_t n, void *arg);
 };
 
 /*
