@@ -11,6 +11,7 @@
 #include "topics.h"
 
 #include <librdkafka/rdkafka.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -854,7 +855,8 @@ event(struct run *r, rd_kafka_message_t *km)
 static int
 collect(struct run *r, int ms)
 {
-	long long limit = conf_int("consumer_batch");
+	long long limit =
+	    r->o->batch > 0 ? r->o->batch : conf_int("consumer_batch");
 	rd_kafka_message_t *km;
 	int rc;
 
@@ -935,6 +937,107 @@ loop(struct run *r)
 	return 0;
 }
 
+/*
+ * A consumer with handle_batch and no max_messages overlaps its two halves:
+ * while a thread applies one batch in the database, the loop reads and
+ * parses the next.  One batch is in flight at a time, so transactions
+ * commit in the order their messages were read, and a batch's offsets are
+ * noted (to be committed) only once its transaction has committed.
+ */
+struct flight {
+	struct run run; /* the loop's, holding the batch being applied */
+	pthread_t thread;
+	bool busy, threaded;
+	int rc;
+	struct item *spare; /* the other batch buffer */
+	size_t spare_cap;
+};
+
+static void *
+fly(void *arg)
+{
+	struct flight *f = arg;
+
+	f->rc = apply_set(&f->run);
+	return NULL;
+}
+
+/* Hand the batch collected to a thread; r collects into the spare buffer. */
+static void
+launch(struct run *r, struct flight *f)
+{
+	f->run = *r;
+	r->batch = f->spare;
+	r->cap = f->spare_cap;
+	r->nbatch = 0;
+	f->busy = true;
+	f->threaded = pthread_create(&f->thread, NULL, fly, f) == 0;
+	if (!f->threaded)
+		fly(f);
+}
+
+/* Wait for the batch in flight, and note it if it committed: its code. */
+static int
+land(struct run *r, struct flight *f)
+{
+	size_t i;
+
+	if (!f->busy)
+		return 0;
+	if (f->threaded)
+		pthread_join(f->thread, NULL);
+	f->busy = false;
+	if (f->rc == 0) {
+		for (i = 0; i < f->run.nbatch; i++)
+			note(r, &f->run.batch[i]);
+		if (r->o->committed != NULL)
+			r->o->committed(r->o->arg);
+	}
+	free_batch(&f->run);
+	f->spare = f->run.batch;
+	f->spare_cap = f->run.cap;
+	return f->rc;
+}
+
+static int
+loop_overlapped(struct run *r)
+{
+	long long start = now_ms(), last_commit = start;
+	long long join = conf_ms("consumer_join_timeout");
+	long long every = conf_ms("consumer_commit_interval");
+	struct flight f;
+	bool joined = false;
+	int rc = 0, landed;
+
+	memset(&f, 0, sizeof(f));
+	while (!consumer_stopping() && !done(r)) {
+		if ((rc = collect(r, 100)) != 0)
+			break;
+		joined = joined || r->assigned;
+		if ((rc = land(r, &f)) != 0)
+			break;
+		if (r->nbatch > 0)
+			launch(r, &f);
+		if (now_ms() - last_commit >= every) {
+			commit(r, false);
+			last_commit = now_ms();
+		}
+		if (r->o->once && !joined && now_ms() - start > join) {
+			diag_warn("no partitions assigned in group '%s' within "
+			          "%llds%s%s",
+			    r->o->group, join / 1000, r->last_err ? ": " : "",
+			    r->last_err ? rd_kafka_err2str(r->last_err) : "");
+			rc = kq_classify(r->last_err) == EX_UNAVAILABLE
+			    ? EX_UNAVAILABLE
+			    : EX_TEMPFAIL;
+			break;
+		}
+	}
+	landed = land(r, &f);
+	free(f.spare);
+	return rc != 0 ? rc : landed;
+}
+
 int
 consumer_run(const struct consumer_opts *o, struct db **db)
 {
@@ -949,7 +1052,10 @@ consumer_run(const struct consumer_opts *o, struct db **db)
 			rd_kafka_destroy(r.rk);
 		return rc;
 	}
-	rc = loop(&r);
+	if (o->handle_batch != NULL && o->max_messages == 0)
+		rc = loop_overlapped(&r);
+	else
+		rc = loop(&r);
 	free_batch(&r);
 	free(r.batch);
 	/*

@@ -113,11 +113,15 @@ struct consumer_opts {
 	/*
 	 * Optional, set-based: apply the batch's new messages at once inside
 	 * the open transaction (see consumer_item); NULL applies them one by
-	 * one with handle.  The loop then finds what was processed before
-	 * with one query and marks the rest with one statement.
+	 * one with handle.  The loop then marks the batch processed with one
+	 * statement, and, without max_messages, reads the next batch while a
+	 * thread of its own applies this one: handle_batch and handle then
+	 * run on that thread, one batch at a time.
 	 */
 	int (*handle_batch)(
 	    struct db *db, struct consumer_item *items, size_t n, void *arg);
+	/* Messages per transaction; 0: the consumer_batch setting. */
+	long long batch;
 };
 
 /*
@@ -245,5 +249,15 @@ void consumer_isotime(const char *sql, char out[32]);
  */
 json_t *consumer_dlq_record(const struct consumer_msg *m, const char *name,
     const char *group, const struct consumer_error *e);
+
+/*
+ * Retention (consumer_purge.c): delete name's processed_event rows older
+ * than age_ms, consumer_purge_batch rows per autocommitted statement, until
+ * none is left or a stop is asked for; *purged counts them.  0, or an exit
+ * code after a message.  An event redelivered after its row is gone is
+ * applied again, so age_ms must outlast any redelivery or replay.
+ */
+int consumer_purge(
+    struct db *db, const char *name, long long age_ms, uint64_t *purged);
 
 #endif
