@@ -25,10 +25,14 @@
 #include <string.h>
 
 static const char usage_text[] =
-    "usage: ledger-apply [-hVv] [--once] [-g group] [-n count] "
+    "usage: ledger-apply [-hVv] [--once] [-g group] [-n count] [-P age] "
     "[-X key=value]\n";
 
+/* processed_event.consumer, and the Kafka client.id. */
+#define NAME "ledger-apply"
 #define AMOUNT_MAX 1000000000000000LL
+/* Messages per transaction unless consumer_batch is set. */
+#define BATCH_DEFAULT 1000
 #define RECEIVABLE "pg_receivable"
 #define PAYABLE "merchant_payable"
 
@@ -251,6 +255,22 @@ out:
 	return rc;
 }
 
+/* --purge-older-than: the retention of processed_event. */
+static int
+purge(struct db *db, long long age_ms)
+{
+	uint64_t n;
+	int rc = consumer_purge(db, NAME, age_ms, &n);
+
+	db_close(db);
+	if (js_print(json_pack("{s:I}", "purged", (json_int_t)n)) != 0 &&
+	    rc == 0)
+		rc = EX_IOERR;
+	if (diag_close_stdout() != 0 && rc == 0)
+		rc = EX_IOERR;
+	return rc;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -259,6 +279,7 @@ main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ "max-messages", required_argument, NULL, 'n' },
 		{ "once", no_argument, NULL, 'o' },
+		{ "purge-older-than", required_argument, NULL, 'P' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -269,13 +290,14 @@ main(int argc, char **argv)
 	};
 	struct consumer_opts o;
 	struct db *db;
-	long long n;
+	long long n, purge_ms = -1;
 	int c, rc;
 
 	diag_init(argv[0]);
 	diag_ignore_sigpipe();
 	memset(&o, 0, sizeof(o));
-	while ((c = getopt_long(argc, argv, ":g:hn:vVX:", opts, NULL)) != -1) {
+	while (
+	    (c = getopt_long(argc, argv, ":g:hn:P:vVX:", opts, NULL)) != -1) {
 		switch (c) {
 		case 'g':
 			if (*optarg == '\0')
@@ -296,6 +318,15 @@ main(int argc, char **argv)
 		case 'o':
 			o.once = true;
 			break;
+		case 'P':
+			if (conf_parse_duration(optarg, &purge_ms) != 0 ||
+			    purge_ms > 36500 * 86400000LL)
+				return diag_usage(
+				    "option '--purge-older-than':"
+				    " '%s' is not a duration such "
+				    "as 7d",
+				    optarg);
+			break;
 		case 'v':
 			diag_verbose++;
 			break;
@@ -314,6 +345,10 @@ main(int argc, char **argv)
 	}
 	if (optind < argc)
 		return diag_usage("unexpected argument '%s'", argv[optind]);
+	if (purge_ms >= 0 && (o.once || o.max_messages > 0))
+		return diag_usage("option '--purge-older-than' does not go "
+		                  "with '--%s'",
+		    o.once ? "once" : "max-messages");
 	if ((rc = conf_load()) != 0)
 		return rc;
 	if (*conf_str("ledger_group") == '\0') {
@@ -323,13 +358,18 @@ main(int argc, char **argv)
 	consumer_signals();
 	if ((db = consumer_connect(&rc)) == NULL)
 		return rc;
-	o.name = "ledger-apply";
+	if (purge_ms >= 0)
+		return purge(db, purge_ms);
+	o.name = NAME;
 	o.group = conf_str("ledger_group");
 	o.topics = topics;
 	o.ntopics = 2;
 	o.dlq_event = EV_PAYMENT_DEAD_LETTER;
 	o.handle = on_message;
 	o.handle_batch = on_batch;
+	/* Set-based batches cost a few statements whatever their size. */
+	if (conf_source("consumer_batch") == CONF_DEFAULT)
+		o.batch = BATCH_DEFAULT;
 	rc = consumer_run(&o, &db);
 	if (consumer_signal() != 0)
 		diag_warn("stopped on %s",

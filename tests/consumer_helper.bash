@@ -104,7 +104,7 @@ stop_started() {
 usage_matches_synopsis() {
 	local usage synopsis
 	usage=$("$1" -h | sed 's/^usage: //')
-	synopsis=$(mandoc -Tascii "$TOP/man/$1.8" | col -b |
+	synopsis=$(mandoc -Tascii -Owidth=200 "$TOP/man/$1.8" | col -b |
 		sed -n '/^SYNOPSIS/{n;p;}' | sed 's/^ *//')
 	[ "$usage" = "$synopsis" ] || {
 		echo "usage:    $usage" >&2
