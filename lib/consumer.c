@@ -569,9 +569,9 @@ apply_batch(struct run *r)
 }
 
 /*
- * The set-based path, for a consumer with handle_batch: one query finds
- * which of the batch's events were processed before, one statement marks
- * the others, and the handler applies them together.  A statement the
+ * The set-based path, for a consumer with handle_batch: one statement marks
+ * the batch's events processed (see mark_set() for the ones processed
+ * before), and the handler applies the new ones together.  A statement the
  * database refuses is redone by apply_batch(), a message at a time, which
  * dead-letters the message at fault alone.
  */
