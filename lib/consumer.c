@@ -13,6 +13,7 @@
 #include <librdkafka/rdkafka.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -938,19 +939,30 @@ loop(struct run *r)
 }
 
 /*
- * A consumer with handle_batch and no max_messages overlaps its two halves:
- * while a thread applies one batch in the database, the loop reads and
- * parses the next.  One batch is in flight at a time, so transactions
- * commit in the order their messages were read, and a batch's offsets are
- * noted (to be committed) only once its transaction has committed.
+ * A consumer with handle_batch and no max_messages overlaps its work: while
+ * threads apply batches in the database, each on a connection of its own,
+ * the loop reads and parses the next.  Up to FLIGHTS batches are in flight;
+ * they may commit in any order (a message in two of them is applied once,
+ * as on redelivery), but a batch's offsets are noted, to be committed, only
+ * once it and every batch read before it have committed.
  */
+#define FLIGHTS 2
+
 struct flight {
 	struct run run; /* the loop's, holding the batch being applied */
+	struct db *own; /* the connection of every flight but the first */
 	pthread_t thread;
-	bool busy, threaded;
+	bool threaded;
+	atomic_bool done;
 	int rc;
-	struct item *spare; /* the other batch buffer */
+	struct item *spare; /* the buffer the loop gets back at launch */
 	size_t spare_cap;
+};
+
+/* The flights in the order their batches were read: oldest, n of size. */
+struct fleet {
+	struct flight f[FLIGHTS];
+	size_t oldest, n, size;
 };
 
 static void *
@@ -959,6 +971,7 @@ fly(void *arg)
 	struct flight *f = arg;
 
 	f->rc = apply_set(&f->run);
+	atomic_store(&f->done, true);
 	return NULL;
 }
 
@@ -967,27 +980,29 @@ static void
 launch(struct run *r, struct flight *f)
 {
 	f->run = *r;
+	if (f->own != NULL)
+		f->run.db = &f->own;
 	r->batch = f->spare;
 	r->cap = f->spare_cap;
 	r->nbatch = 0;
-	f->busy = true;
+	atomic_store(&f->done, false);
 	f->threaded = pthread_create(&f->thread, NULL, fly, f) == 0;
 	if (!f->threaded)
 		fly(f);
 }
 
-/* Wait for the batch in flight, and note it if it committed: its code. */
+/*
+ * Wait for a batch in flight; note it if it committed and keep says so (no
+ * batch read after one that failed may be).  Its code.
+ */
 static int
-land(struct run *r, struct flight *f)
+land(struct run *r, struct flight *f, bool keep)
 {
 	size_t i;
 
-	if (!f->busy)
-		return 0;
 	if (f->threaded)
 		pthread_join(f->thread, NULL);
-	f->busy = false;
-	if (f->rc == 0) {
+	if (f->rc == 0 && keep) {
 		for (i = 0; i < f->run.nbatch; i++)
 			note(r, &f->run.batch[i]);
 		if (r->o->committed != NULL)
@@ -999,25 +1014,75 @@ land(struct run *r, struct flight *f)
 	return f->rc;
 }
 
+/*
+ * Land, oldest first, the batches that are done; all of them with all, and
+ * the oldest anyway when every flight is busy and another batch waits
+ * (need).  0 or the first code; after a failure the rest land unnoted.
+ */
+static int
+land_due(struct run *r, struct fleet *fl, bool need, bool all)
+{
+	struct flight *f;
+	int rc = 0, code;
+
+	while (fl->n > 0) {
+		f = &fl->f[fl->oldest];
+		if (rc == 0 && !all && !atomic_load(&f->done) &&
+		    !(need && fl->n == fl->size))
+			break;
+		code = land(r, f, rc == 0);
+		if (rc == 0)
+			rc = code;
+		fl->oldest = (fl->oldest + 1) % fl->size;
+		fl->n--;
+	}
+	return rc;
+}
+
+/* The fleet: its first flight on the loop's connection, others on theirs. */
+static void
+fleet_open(struct fleet *fl)
+{
+	char msg[512];
+	int code;
+
+	memset(fl, 0, sizeof(*fl));
+	for (fl->size = 1; fl->size < FLIGHTS; fl->size++)
+		if ((fl->f[fl->size].own =
+		            connect_quiet(&code, msg, sizeof(msg))) == NULL)
+			break;
+}
+
+static void
+fleet_close(struct fleet *fl)
+{
+	size_t i;
+
+	for (i = 0; i < FLIGHTS; i++) {
+		free(fl->f[i].spare);
+		db_close(fl->f[i].own);
+	}
+}
+
 static int
 loop_overlapped(struct run *r)
 {
 	long long start = now_ms(), last_commit = start;
 	long long join = conf_ms("consumer_join_timeout");
 	long long every = conf_ms("consumer_commit_interval");
-	struct flight f;
+	struct fleet fl;
 	bool joined = false;
 	int rc = 0, landed;
 
-	memset(&f, 0, sizeof(f));
+	fleet_open(&fl);
 	while (!consumer_stopping() && !done(r)) {
 		if ((rc = collect(r, 100)) != 0)
 			break;
 		joined = joined || r->assigned;
-		if ((rc = land(r, &f)) != 0)
+		if ((rc = land_due(r, &fl, r->nbatch > 0, false)) != 0)
 			break;
 		if (r->nbatch > 0)
-			launch(r, &f);
+			launch(r, &fl.f[(fl.oldest + fl.n++) % fl.size]);
 		if (now_ms() - last_commit >= every) {
 			commit(r, false);
 			last_commit = now_ms();
@@ -1033,8 +1098,8 @@ loop_overlapped(struct run *r)
 			break;
 		}
 	}
-	landed = land(r, &f);
-	free(f.spare);
+	landed = land_due(r, &fl, false, true);
+	fleet_close(&fl);
 	return rc != 0 ? rc : landed;
 }
 
