@@ -11,6 +11,11 @@
  *   refunded: the reverse, for the refunded amount.
  * Per payment, merchant_payable's credits less its debits is what was
  * captured less what was refunded; pg_receivable mirrors it.
+ *
+ * A batch is applied as a set (on_batch): one query reads its payments, one
+ * statement inserts its entries.  on_message applies one event; the loop
+ * falls back on it when the database refuses a batch's statement.  With
+ * --purge-older-than it prunes its processed_event rows instead.
  */
 #include "conf.h"
 #include "consumer.h"

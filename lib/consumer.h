@@ -114,9 +114,10 @@ struct consumer_opts {
 	 * Optional, set-based: apply the batch's new messages at once inside
 	 * the open transaction (see consumer_item); NULL applies them one by
 	 * one with handle.  The loop then marks the batch processed with one
-	 * statement, and, without max_messages, reads the next batch while a
-	 * thread of its own applies this one: handle_batch and handle then
-	 * run on that thread, one batch at a time.
+	 * statement, and, without max_messages, reads the next batch while
+	 * threads of its own apply up to two at once, each on a connection
+	 * of its own: handle_batch and handle must then be safe to run on two
+	 * threads at once.
 	 */
 	int (*handle_batch)(
 	    struct db *db, struct consumer_item *items, size_t n, void *arg);
