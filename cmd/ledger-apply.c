@@ -166,6 +166,7 @@ on_message(
 	    b.at);
 }
 
+/* int64_t ids, and struct paid by its first member, the id. */
 static int
 cmp_id(const void *a, const void *b)
 {
