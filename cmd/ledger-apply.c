@@ -11,6 +11,11 @@
  *   refunded: the reverse, for the refunded amount.
  * Per payment, merchant_payable's credits less its debits is what was
  * captured less what was refunded; pg_receivable mirrors it.
+ *
+ * A batch is applied as a set (on_batch): one query reads its payments, one
+ * statement inserts its entries.  on_message applies one event; the loop
+ * falls back on it when the database refuses a batch's statement.  With
+ * --purge-older-than it prunes its processed_event rows instead.
  */
 #include "consumer.h"
 #include "diag.h"
@@ -23,75 +28,235 @@
 #include <string.h>
 
 static const char usage_text[] =
-    "usage: ledger-apply [-hVv] [--once] [-g group] [-n count] "
+    "usage: ledger-apply [-hVv] [--once] [-g group] [-n count] [-P age] "
     "[-X key=value]\n";
 
+/* processed_event.consumer, and the Kafka client.id. */
+#define NAME "ledger-apply"
 #define AMOUNT_MAX 1000000000000000LL
+/* Messages per transaction unless consumer_batch is set. */
+#define BATCH_DEFAULT 1000
 #define RECEIVABLE "pg_receivable"
 #define PAYABLE "merchant_payable"
 
 static const char sel_payment[] =
-    "SELECT currency, captured_amount, refunded_amount FROM payment"
-    " WHERE payment_id = ?";
+    "SELECT payment_id, currency, captured_amount, refunded_amount"
+    " FROM payment WHERE payment_id = ?";
 static const char ins_entries[] =
     "INSERT INTO ledger_entry"
     " (event_key, payment_id, account, side, amount, currency, occurred_at)"
     " VALUES (?, ?, ?, 'DEBIT', ?, ?, IFNULL(?, NOW(6))),"
     " (?, ?, ?, 'CREDIT', ?, ?, IFNULL(?, NOW(6)))"
     " ON DUPLICATE KEY UPDATE entry_id = entry_id";
+/*
+ * A batch at once: the payments of a JSON array of ids, and the entries of
+ * a JSON array of rows [event_key, payment_id, account, side, amount,
+ * currency, occurred_at or null], inserted in the array's order.
+ */
+static const char sel_payments[] =
+    "SELECT p.payment_id, p.currency, p.captured_amount, p.refunded_amount"
+    " FROM JSON_TABLE(?, '$[*]' COLUMNS (id BIGINT PATH '$')) AS j"
+    " STRAIGHT_JOIN payment p FORCE INDEX (PRIMARY) ON p.payment_id = j.id";
+static const char ins_entry_set[] =
+    "INSERT INTO ledger_entry"
+    " (event_key, payment_id, account, side, amount, currency, occurred_at)"
+    " SELECT k, pid, account, side, amount, currency, IFNULL(at, NOW(6))"
+    " FROM JSON_TABLE(?, '$[*]' COLUMNS (k CHAR(36) PATH '$[0]',"
+    " pid BIGINT PATH '$[1]', account VARCHAR(64) PATH '$[2]',"
+    " side VARCHAR(6) PATH '$[3]', amount BIGINT PATH '$[4]',"
+    " currency VARCHAR(3) PATH '$[5]', at VARCHAR(26) PATH '$[6]')) AS j"
+    " ON DUPLICATE KEY UPDATE entry_id = entry_id";
+
+/* What an event books: amount from debit to credit. */
+struct booking {
+	long long pid, amount;
+	const char *cur, *debit, *credit;
+	const char *at; /* NULL: when it is applied */
+	bool refund;
+	char when[27];
+};
+
+/* A payment as the checks need it. */
+struct paid {
+	int64_t id, captured, refunded;
+	char cur[4];
+};
+
+/* The event's own fields: 0, or CONSUMER_REJECT with e filled. */
+static int
+read_event(struct consumer_msg *m, struct consumer_error *e, struct booking *b)
+{
+	const char *at = NULL;
+
+	if (consumer_int(m->event, "paymentId", 1, INT64_MAX, &b->pid, e) ||
+	    consumer_int(m->event, "amount", 1, AMOUNT_MAX, &b->amount, e) ||
+	    consumer_str(m->event, "currency", 3, &b->cur, e))
+		return CONSUMER_REJECT;
+	m->payment_id = b->pid;
+	if (json_object_get(m->event, "occurredAt") != NULL &&
+	    (consumer_str(m->event, "occurredAt", 40, &at, e) ||
+	        consumer_sqltime(at, b->when) != 0))
+		return consumer_reject(e, CE_BAD_FIELD,
+		    "'occurredAt' must be an ISO-8601 UTC time");
+	b->at = at != NULL ? b->when : NULL;
+	b->refund =
+	    strcmp(js_getstr(m->event, "eventType", ""), EV_REFUNDED) == 0;
+	b->debit = b->refund ? PAYABLE : RECEIVABLE;
+	b->credit = b->refund ? RECEIVABLE : PAYABLE;
+	return 0;
+}
+
+/* The event against its payment (NULL: none): 0 or CONSUMER_REJECT. */
+static int
+check(const struct booking *b, const struct paid *p, struct consumer_error *e)
+{
+	if (p == NULL)
+		return consumer_reject(e, CE_UNKNOWN_PAYMENT,
+		    "payment %lld does not exist", b->pid);
+	if (strcmp(b->cur, p->cur) != 0)
+		return consumer_reject(e, CE_CURRENCY_MISMATCH,
+		    "'currency' is '%s', payment %lld is in %s", b->cur, b->pid,
+		    p->cur);
+	if (!b->refund && b->amount != p->captured)
+		return consumer_reject(e, CE_AMOUNT_MISMATCH,
+		    "'amount' is %lld, payment %lld captured %lld", b->amount,
+		    b->pid, (long long)p->captured);
+	if (b->refund && b->amount > p->refunded)
+		return consumer_reject(e, CE_AMOUNT_MISMATCH,
+		    "'amount' is %lld, payment %lld has %lld refunded",
+		    b->amount, b->pid, (long long)p->refunded);
+	return 0;
+}
+
+/* The current row of a payments query. */
+static void
+read_paid(struct db *db, struct paid *p)
+{
+	p->id = db_int(db, 0);
+	snprintf(p->cur, sizeof(p->cur), "%s", db_str(db, 1));
+	p->captured = db_int(db, 2);
+	p->refunded = db_int(db, 3);
+}
 
 static int
 on_message(
     struct db *db, struct consumer_msg *m, struct consumer_error *e, void *arg)
 {
-	long long pid, amount;
-	int64_t captured, refunded;
-	const char *cur, *at = NULL, *debit, *credit;
-	char pcur[4], when[27];
-	bool refund;
+	struct booking b;
+	struct paid p;
 	int rc;
 
-	if (consumer_int(m->event, "paymentId", 1, INT64_MAX, &pid, e) ||
-	    consumer_int(m->event, "amount", 1, AMOUNT_MAX, &amount, e) ||
-	    consumer_str(m->event, "currency", 3, &cur, e))
+	if (read_event(m, e, &b) != 0)
 		return CONSUMER_REJECT;
-	m->payment_id = pid;
-	if (json_object_get(m->event, "occurredAt") != NULL &&
-	    (consumer_str(m->event, "occurredAt", 40, &at, e) ||
-	        consumer_sqltime(at, when) != 0))
-		return consumer_reject(e, CE_BAD_FIELD,
-		    "'occurredAt' must be an ISO-8601 UTC time");
-	refund = strcmp(js_getstr(m->event, "eventType", ""), EV_REFUNDED) == 0;
-	if ((rc = db_query(db, sel_payment, "i", (int64_t)pid)) != 0)
+	if ((rc = db_query(db, sel_payment, "i", (int64_t)b.pid)) != 0)
 		return rc;
-	if ((rc = db_next(db)) <= 0) {
-		if (rc < 0)
-			return -rc;
-		return consumer_reject(
-		    e, CE_UNKNOWN_PAYMENT, "payment %lld does not exist", pid);
+	if ((rc = db_next(db)) < 0)
+		return -rc;
+	if (rc == 1) {
+		read_paid(db, &p);
+		db_next(db);
 	}
-	snprintf(pcur, sizeof(pcur), "%s", db_str(db, 0));
-	captured = db_int(db, 1);
-	refunded = db_int(db, 2);
-	db_next(db);
-	if (strcmp(cur, pcur) != 0)
-		return consumer_reject(e, CE_CURRENCY_MISMATCH,
-		    "'currency' is '%s', payment %lld is in %s", cur, pid,
-		    pcur);
-	if (!refund && amount != captured)
-		return consumer_reject(e, CE_AMOUNT_MISMATCH,
-		    "'amount' is %lld, payment %lld captured %lld", amount, pid,
-		    (long long)captured);
-	if (refund && amount > refunded)
-		return consumer_reject(e, CE_AMOUNT_MISMATCH,
-		    "'amount' is %lld, payment %lld has %lld refunded", amount,
-		    pid, (long long)refunded);
-	debit = refund ? PAYABLE : RECEIVABLE;
-	credit = refund ? RECEIVABLE : PAYABLE;
-	at = at != NULL ? when : NULL;
+	if (check(&b, rc == 1 ? &p : NULL, e) != 0)
+		return CONSUMER_REJECT;
 	return db_exec(db, ins_entries, "sisisssisiss", m->event_id,
-	    (int64_t)pid, debit, (int64_t)amount, cur, at, m->event_id,
-	    (int64_t)pid, credit, (int64_t)amount, cur, at);
+	    (int64_t)b.pid, b.debit, (int64_t)b.amount, b.cur, b.at,
+	    m->event_id, (int64_t)b.pid, b.credit, (int64_t)b.amount, b.cur,
+	    b.at);
+}
+
+/* int64_t ids, and struct paid by its first member, the id. */
+static int
+cmp_id(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * The payments of the bookings (ok[i] marks the ones to look up) into
+ * *paid, sorted by id: 0 or a db code.
+ */
+static int
+load_payments(struct db *db, const struct booking *b, const bool *ok, size_t n,
+    struct paid **paid, size_t *npaid)
+{
+	int64_t *ids = xcalloc(n, sizeof(*ids));
+	size_t i, nids = 0, len = 0;
+	char *buf = xmalloc(n * 21 + 2);
+	int rc;
+
+	for (i = 0; i < n; i++)
+		if (ok[i])
+			ids[nids++] = b[i].pid;
+	qsort(ids, nids, sizeof(*ids), cmp_id);
+	for (i = 0; i < nids; i++)
+		if (i == 0 || ids[i] != ids[i - 1])
+			len += (size_t)snprintf(buf + len, 22, "%c%lld",
+			    len ? ',' : '[', (long long)ids[i]);
+	buf[len++] = ']';
+	free(ids);
+	*paid = xcalloc(nids ? nids : 1, sizeof(**paid));
+	*npaid = 0;
+	rc = nids ? db_query(db, sel_payments, "b", buf, len) : 0;
+	free(buf);
+	if (rc != 0 || nids == 0)
+		return rc;
+	while ((rc = db_next(db)) == 1)
+		read_paid(db, &(*paid)[(*npaid)++]);
+	if (rc < 0)
+		return -rc;
+	qsort(*paid, *npaid, sizeof(**paid), cmp_id);
+	return 0;
+}
+
+static int
+on_batch(struct db *db, struct consumer_item *items, size_t n, void *arg)
+{
+	struct booking *b = xcalloc(n, sizeof(*b));
+	bool *ok = xcalloc(n, sizeof(*ok));
+	json_t *rows = json_array();
+	struct paid *paid = NULL, key;
+	size_t i, npaid;
+	char *text;
+	int rc;
+
+	for (i = 0; i < n; i++) {
+		items[i].rc = read_event(items[i].m, items[i].e, &b[i]);
+		ok[i] = items[i].rc == 0;
+	}
+	if ((rc = load_payments(db, b, ok, n, &paid, &npaid)) != 0)
+		goto out;
+	for (i = 0; i < n; i++) {
+		if (!ok[i])
+			continue;
+		key.id = b[i].pid;
+		items[i].rc = check(&b[i],
+		    bsearch(&key, paid, npaid, sizeof(*paid), cmp_id),
+		    items[i].e);
+		if (items[i].rc != 0)
+			continue;
+		json_array_append_new(rows,
+		    json_pack("[s,I,s,s,I,s,s?]", items[i].m->event_id,
+		        (json_int_t)b[i].pid, b[i].debit, "DEBIT",
+		        (json_int_t)b[i].amount, b[i].cur, b[i].at));
+		json_array_append_new(rows,
+		    json_pack("[s,I,s,s,I,s,s?]", items[i].m->event_id,
+		        (json_int_t)b[i].pid, b[i].credit, "CREDIT",
+		        (json_int_t)b[i].amount, b[i].cur, b[i].at));
+	}
+	if (json_array_size(rows) > 0) {
+		if ((text = json_dumps(rows, JSON_COMPACT)) == NULL)
+			diag_die(EX_SOFTWARE, "cannot encode a JSON array");
+		rc = db_exec(db, ins_entry_set, "s", text);
+		free(text);
+	}
+out:
+	json_decref(rows);
+	free(paid);
+	free(ok);
+	free(b);
+	return rc;
 }
 
 int
@@ -104,12 +269,16 @@ main(int argc, char **argv)
 	static const struct worker_def d = {
 		.usage = usage_text,
 		.prefix = "ledger",
+		.purge = true,
 		.consumer = {
-		    .name = "ledger-apply",
+		    .name = NAME,
 		    .topics = topics,
 		    .ntopics = 2,
 		    .dlq_event = EV_PAYMENT_DEAD_LETTER,
 		    .handle = on_message,
+		    .handle_batch = on_batch,
+		    /* Set-based batches cost a few statements at any size. */
+		    .batch = BATCH_DEFAULT,
 		},
 	};
 

@@ -74,6 +74,7 @@ static struct setting settings[] = {
 	{ "consumer_batch", T_INT, "100", 1, 10000 },
 	{ "consumer_commit_interval", T_DUR, "1s", 1, DAY_MS },
 	{ "consumer_join_timeout", T_DUR, "30s", 1, DAY_MS },
+	{ "consumer_purge_batch", T_INT, "500", 1, 100000 },
 	{ "settle_group", T_STR, "settle" },
 	{ "settle_concurrency", T_INT, "256", 1, 4096 },
 	{ "settle_max_retries", T_INT, "10", 0, 1000 },

@@ -10,7 +10,9 @@
 #include "topics.h"
 
 #include <librdkafka/rdkafka.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -564,6 +566,208 @@ apply_batch(struct run *r)
 	return 0;
 }
 
+/*
+ * The set-based path, for a consumer with handle_batch: one statement marks
+ * the batch's events processed (see mark_set() for the ones processed
+ * before), and the handler applies the new ones together.  A statement the
+ * database refuses is redone by apply_batch(), a message at a time, which
+ * dead-letters the message at fault alone.
+ */
+static const char seen_sql[] =
+    "SELECT p.event_key FROM JSON_TABLE(?, '$[*]' COLUMNS"
+    " (k CHAR(36) PATH '$')) AS j STRAIGHT_JOIN processed_event p"
+    " FORCE INDEX (PRIMARY) ON p.consumer = ? AND p.event_key = j.k";
+/* No IGNORE: a key processed before fails it (see mark_set()). */
+static const char mark_set_sql[] =
+    "INSERT INTO processed_event (consumer, event_key)"
+    " SELECT ?, k FROM JSON_TABLE(?, '$[*]' COLUMNS"
+    " (k CHAR(36) PATH '$')) AS j";
+
+static int
+cmp_key(const void *a, const void *b)
+{
+	const struct item *x = *(const struct item *const *)a;
+	const struct item *y = *(const struct item *const *)b;
+	int c = strcmp(x->key, y->key);
+
+	if (c != 0)
+		return c;
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * Sort the batch by key into v, every item NEW but the later ones of a key
+ * that the batch holds more than once: those are DUPLICATE.
+ */
+static void
+sort_keys(struct run *r, struct item **v)
+{
+	size_t i;
+
+	for (i = 0; i < r->nbatch; i++) {
+		v[i] = &r->batch[i];
+		v[i]->outcome = NEW;
+	}
+	qsort(v, r->nbatch, sizeof(*v), cmp_key);
+	for (i = 1; i < r->nbatch; i++)
+		if (strcmp(v[i]->key, v[i - 1]->key) == 0)
+			v[i]->outcome = DUPLICATE;
+}
+
+/* Mark every item of key in v (sorted) DUPLICATE. */
+static void
+seen(struct item **v, size_t n, const char *key)
+{
+	size_t lo = 0, hi = n, mid;
+
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		if (strcmp(v[mid]->key, key) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (; lo < n && strcmp(v[lo]->key, key) == 0; lo++)
+		v[lo]->outcome = DUPLICATE;
+}
+
+/*
+ * The keys of the NEW items as a JSON array, into buf (room for n keys);
+ * its length, 0 when there are none.  Keys are UUID-shaped: nothing to
+ * escape.
+ */
+static size_t
+new_keys(struct item **v, size_t n, char *buf)
+{
+	size_t i, len = 0;
+
+	for (i = 0; i < n; i++) {
+		if (v[i]->outcome != NEW)
+			continue;
+		buf[len] = len == 0 ? '[' : ',';
+		buf[len + 1] = '"';
+		len += 2;
+		memcpy(buf + len, v[i]->key, 36);
+		len += 36;
+		buf[len++] = '"';
+	}
+	if (len > 0)
+		buf[len++] = ']';
+	return len;
+}
+
+/* The dead-letter record of a message already marked processed. */
+static int
+dead_letter_marked(struct run *r, struct item *it)
+{
+	json_t *rec;
+	int rc;
+
+	rec = consumer_dlq_record(&it->m, r->o->name, r->o->group, &it->e);
+	rc =
+	    outbox_insert(*r->db, r->o->dlq_event, it->m.payment_id, rec, NULL);
+	json_decref(rec);
+	if (rc == 0)
+		it->outcome = DEAD_LETTERED;
+	return rc;
+}
+
+/*
+ * Mark the batch's NEW keys processed.  Most batches are new: one INSERT.
+ * When it meets a key processed before, the statement is undone, and one
+ * query finds those keys before the others are marked.
+ */
+static int
+mark_set(struct run *r, struct item **v, char *keys)
+{
+	struct db *db = *r->db;
+	size_t len;
+	int rc;
+
+	if ((len = new_keys(v, r->nbatch, keys)) == 0)
+		return 0;
+	rc = db_exec(db, mark_set_sql, "sb", r->o->name, keys, len);
+	if (rc == 0 || db_errno(db) != DB_ER_DUP_ENTRY)
+		return rc;
+	if ((rc = db_query(db, seen_sql, "bs", keys, len, r->o->name)) != 0)
+		return rc;
+	while ((rc = db_next(db)) == 1)
+		seen(v, r->nbatch, db_str(db, 0));
+	if (rc < 0)
+		return -rc;
+	if ((len = new_keys(v, r->nbatch, keys)) == 0)
+		return 0;
+	rc = db_exec(db, mark_set_sql, "sb", r->o->name, keys, len);
+	/* Another instance marked one meanwhile: redo the batch. */
+	return rc != 0 && db_errno(db) == DB_ER_DUP_ENTRY ? EX_TEMPFAIL : rc;
+}
+
+/* One try of the set-based path, in a transaction left open. */
+static int
+apply_set_once(
+    struct run *r, struct item **v, struct consumer_item *ci, char *keys)
+{
+	struct db *db = *r->db;
+	size_t i, n = 0;
+	int rc;
+
+	if ((rc = db_begin(db)) != 0)
+		return rc;
+	sort_keys(r, v);
+	if ((rc = mark_set(r, v, keys)) != 0)
+		return rc;
+	for (i = 0; i < r->nbatch; i++)
+		if (r->batch[i].outcome == NEW && !r->batch[i].rejected)
+			ci[n++] = (struct consumer_item){ &r->batch[i].m,
+				&r->batch[i].e, 0 };
+	if (n > 0 && (rc = r->o->handle_batch(db, ci, n, r->o->arg)) != 0)
+		return rc;
+	for (i = 0, n = 0; i < r->nbatch; i++) {
+		if (r->batch[i].outcome != NEW || r->batch[i].rejected)
+			continue;
+		if (ci[n++].rc == 0)
+			r->batch[i].outcome = APPLIED;
+		else
+			r->batch[i].rejected = true;
+	}
+	for (i = 0; i < r->nbatch; i++)
+		if (r->batch[i].outcome == NEW &&
+		    (rc = dead_letter_marked(r, &r->batch[i])) != 0)
+			return rc;
+	return db_commit(db);
+}
+
+static int
+apply_set(struct run *r)
+{
+	struct item **v = xcalloc(r->nbatch, sizeof(*v));
+	struct consumer_item *ci = xcalloc(r->nbatch, sizeof(*ci));
+	char *keys = xmalloc(r->nbatch * 39 + 2);
+	int attempt = 0, rc;
+
+	for (;;) {
+		rc = *r->db ? apply_set_once(r, v, ci, keys) : EX_UNAVAILABLE;
+		if (rc == 0)
+			break;
+		if (*r->db != NULL)
+			db_rollback(*r->db);
+		if (rc == EX_SOFTWARE) {
+			rc = apply_batch(r);
+			break;
+		}
+		if (!recover(r->db, rc, attempt++)) {
+			diag_warn("database '%s': %s",
+			    *r->db ? db_where(*r->db) : "(lost)",
+			    *r->db ? db_error(*r->db) : "cannot reconnect");
+			break;
+		}
+	}
+	free(keys);
+	free(ci);
+	free(v);
+	return rc;
+}
+
 static void
 note(struct run *r, struct item *it)
 {
@@ -649,7 +853,8 @@ event(struct run *r, rd_kafka_message_t *km)
 static int
 collect(struct run *r, int ms)
 {
-	long long limit = conf_int("consumer_batch");
+	long long limit =
+	    r->o->batch > 0 ? r->o->batch : conf_int("consumer_batch");
 	rd_kafka_message_t *km;
 	int rc;
 
@@ -704,7 +909,8 @@ loop(struct run *r)
 			return rc;
 		joined = joined || r->assigned;
 		if (r->nbatch > 0) {
-			if ((rc = apply_batch(r)) != 0)
+			rc = r->o->handle_batch ? apply_set(r) : apply_batch(r);
+			if (rc != 0)
 				return rc;
 			for (size_t i = 0; i < r->nbatch; i++)
 				note(r, &r->batch[i]);
@@ -729,6 +935,171 @@ loop(struct run *r)
 	return 0;
 }
 
+/*
+ * A consumer with handle_batch and no max_messages overlaps its work: while
+ * threads apply batches in the database, each on a connection of its own,
+ * the loop reads and parses the next.  Up to FLIGHTS batches are in flight;
+ * they may commit in any order (a message in two of them is applied once,
+ * as on redelivery), but a batch's offsets are noted, to be committed, only
+ * once it and every batch read before it have committed.
+ */
+#define FLIGHTS 2
+
+struct flight {
+	struct run run; /* the loop's, holding the batch being applied */
+	struct db *own; /* the connection of every flight but the first */
+	pthread_t thread;
+	bool threaded;
+	atomic_bool done;
+	int rc;
+	struct item *spare; /* the buffer the loop gets back at launch */
+	size_t spare_cap;
+};
+
+/* The flights in the order their batches were read: oldest, n of size. */
+struct fleet {
+	struct flight f[FLIGHTS];
+	size_t oldest, n, size;
+};
+
+static void *
+fly(void *arg)
+{
+	struct flight *f = arg;
+
+	f->rc = apply_set(&f->run);
+	atomic_store(&f->done, true);
+	return NULL;
+}
+
+/* Hand the batch collected to a thread; r collects into the spare buffer. */
+static void
+launch(struct run *r, struct flight *f)
+{
+	f->run = *r;
+	if (f->own != NULL)
+		f->run.db = &f->own;
+	r->batch = f->spare;
+	r->cap = f->spare_cap;
+	r->nbatch = 0;
+	atomic_store(&f->done, false);
+	f->threaded = pthread_create(&f->thread, NULL, fly, f) == 0;
+	if (!f->threaded)
+		fly(f);
+}
+
+/*
+ * Wait for a batch in flight; note it if it committed and keep says so (no
+ * batch read after one that failed may be).  Its code.
+ */
+static int
+land(struct run *r, struct flight *f, bool keep)
+{
+	size_t i;
+
+	if (f->threaded)
+		pthread_join(f->thread, NULL);
+	if (f->rc == 0 && keep) {
+		for (i = 0; i < f->run.nbatch; i++)
+			note(r, &f->run.batch[i]);
+		if (r->o->committed != NULL)
+			r->o->committed(r->o->arg);
+	}
+	free_batch(&f->run);
+	f->spare = f->run.batch;
+	f->spare_cap = f->run.cap;
+	return f->rc;
+}
+
+/*
+ * Land, oldest first, the batches that are done; all of them with all, and
+ * the oldest anyway when every flight is busy and another batch waits
+ * (need).  0 or the first code; after a failure the rest land unnoted.
+ */
+static int
+land_due(struct run *r, struct fleet *fl, bool need, bool all)
+{
+	struct flight *f;
+	int rc = 0, code;
+
+	while (fl->n > 0) {
+		f = &fl->f[fl->oldest];
+		if (rc == 0 && !all && !atomic_load(&f->done) &&
+		    !(need && fl->n == fl->size))
+			break;
+		code = land(r, f, rc == 0);
+		if (rc == 0)
+			rc = code;
+		fl->oldest = (fl->oldest + 1) % fl->size;
+		fl->n--;
+	}
+	return rc;
+}
+
+/* The fleet: its first flight on the loop's connection, others on theirs. */
+static void
+fleet_open(struct fleet *fl)
+{
+	char msg[512];
+	int code;
+
+	memset(fl, 0, sizeof(*fl));
+	for (fl->size = 1; fl->size < FLIGHTS; fl->size++)
+		if ((fl->f[fl->size].own =
+		            connect_quiet(&code, msg, sizeof(msg))) == NULL)
+			break;
+}
+
+static void
+fleet_close(struct fleet *fl)
+{
+	size_t i;
+
+	for (i = 0; i < FLIGHTS; i++) {
+		free(fl->f[i].spare);
+		db_close(fl->f[i].own);
+	}
+}
+
+static int
+loop_overlapped(struct run *r)
+{
+	long long start = now_ms(), last_commit = start;
+	long long join = conf_ms("consumer_join_timeout");
+	long long every = conf_ms("consumer_commit_interval");
+	struct fleet fl;
+	bool joined = false;
+	int rc = 0, landed;
+
+	fleet_open(&fl);
+	while (!consumer_stopping() && !done(r)) {
+		if ((rc = collect(r, 100)) != 0)
+			break;
+		joined = joined || r->assigned;
+		if ((rc = land_due(r, &fl, r->nbatch > 0, false)) != 0)
+			break;
+		if (r->nbatch > 0)
+			launch(r, &fl.f[(fl.oldest + fl.n++) % fl.size]);
+		if (now_ms() - last_commit >= every) {
+			commit(r, false);
+			last_commit = now_ms();
+		}
+		if (r->o->once && !joined && now_ms() - start > join) {
+			diag_warn("no partitions assigned in group '%s' within "
+			          "%llds%s%s",
+			    r->o->group, join / 1000, r->last_err ? ": " : "",
+			    r->last_err ? rd_kafka_err2str(r->last_err) : "");
+			rc = kq_classify(r->last_err) == EX_UNAVAILABLE
+			    ? EX_UNAVAILABLE
+			    : EX_TEMPFAIL;
+			break;
+		}
+	}
+	landed = land_due(r, &fl, false, true);
+	fleet_close(&fl);
+	return rc != 0 ? rc : landed;
+}
+
 int
 consumer_run(const struct consumer_opts *o, struct db **db)
 {
@@ -743,7 +1114,10 @@ consumer_run(const struct consumer_opts *o, struct db **db)
 			rd_kafka_destroy(r.rk);
 		return rc;
 	}
-	rc = loop(&r);
+	if (o->handle_batch != NULL && o->max_messages == 0)
+		rc = loop_overlapped(&r);
+	else
+		rc = loop(&r);
 	free_batch(&r);
 	free(r.batch);
 	/*

@@ -69,6 +69,20 @@ struct consumer_msg {
 	int64_t payment_id; /* set by the handler once known, for the DLQ */
 };
 
+/*
+ * A message given to consumer_opts.handle_batch, which sets rc: 0 applied,
+ * or CONSUMER_REJECT with *e filled (the loop dead-letters it in the same
+ * transaction).  handle_batch returns 0 or an exit code; EX_SOFTWARE (the
+ * database refused a statement) makes the loop roll back and redo the
+ * batch a message at a time with handle, so that only the message at fault
+ * is dead-lettered.  Like handle, it acts on the database only.
+ */
+struct consumer_item {
+	struct consumer_msg *m;
+	struct consumer_error *e;
+	int rc;
+};
+
 /* A topic to consume and the eventType its messages must carry. */
 struct consumer_topic {
 	const char *topic; /* without the prefix */
@@ -93,6 +107,19 @@ struct consumer_opts {
 	/* Called after each batch has committed; may be NULL. */
 	void (*committed)(void *arg);
 	void *arg;
+	/*
+	 * Optional, set-based: apply the batch's new messages at once inside
+	 * the open transaction (see consumer_item); NULL applies them one by
+	 * one with handle.  The loop then marks the batch processed with one
+	 * statement, and, without max_messages, reads the next batch while
+	 * threads of its own apply up to two at once, each on a connection
+	 * of its own: handle_batch and handle must then be safe to run on two
+	 * threads at once.
+	 */
+	int (*handle_batch)(
+	    struct db *db, struct consumer_item *items, size_t n, void *arg);
+	/* Messages per transaction; 0: the consumer_batch setting. */
+	long long batch;
 };
 
 /*
@@ -173,5 +200,15 @@ void consumer_isotime(const char *sql, char out[32]);
  */
 json_t *consumer_dlq_record(const struct consumer_msg *m, const char *name,
     const char *group, const struct consumer_error *e);
+
+/*
+ * Retention (consumer_purge.c): delete name's processed_event rows older
+ * than age_ms, consumer_purge_batch rows per autocommitted statement, until
+ * none is left or a stop is asked for; *purged counts them.  0, or an exit
+ * code after a message.  An event redelivered after its row is gone is
+ * applied again, so age_ms must outlast any redelivery or replay.
+ */
+int consumer_purge(
+    struct db *db, const char *name, long long age_ms, uint64_t *purged);
 
 #endif

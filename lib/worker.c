@@ -5,6 +5,7 @@
 #include "worker.h"
 #include "conf.h"
 #include "diag.h"
+#include "js.h"
 #include "topics.h"
 
 #include <getopt.h>
@@ -24,6 +25,7 @@ worker_copy(char *dst, size_t len, const char *src)
 /* What the command line asks for. */
 struct args {
 	bool retry_due;
+	long long purge_ms; /* -1: no purge */
 	char *group_key, *concurrency_key;
 };
 
@@ -37,6 +39,7 @@ options(const struct worker_def *d, struct option *out, char *optstring)
 		{ "help", no_argument, NULL, 'h' },
 		{ "max-messages", required_argument, NULL, 'n' },
 		{ "once", no_argument, NULL, 'o' },
+		{ "purge-older-than", required_argument, NULL, 'P' },
 		{ "retry-due", no_argument, NULL, 'r' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "version", no_argument, NULL, 'V' },
@@ -45,11 +48,13 @@ options(const struct worker_def *d, struct option *out, char *optstring)
 	size_t i, n = 0;
 
 	for (i = 0; all[i].name != NULL; i++)
-		if (d->jobs != NULL || (all[i].val != 'c' && all[i].val != 'r'))
+		if ((d->jobs != NULL ||
+		        (all[i].val != 'c' && all[i].val != 'r')) &&
+		    (d->purge || all[i].val != 'P'))
 			out[n++] = all[i];
 	memset(&out[n], 0, sizeof(out[n]));
-	snprintf(optstring, 16, "%s",
-	    d->jobs != NULL ? ":c:g:hn:vVX:" : ":g:hn:vVX:");
+	snprintf(optstring, 16, "%s%s%s", d->jobs != NULL ? ":c:" : ":",
+	    "g:hn:", d->purge ? "P:vVX:" : "vVX:");
 }
 
 /* -1 to go on, or the exit code. */
@@ -57,7 +62,7 @@ static int
 parse(int argc, char **argv, const struct worker_def *d, struct args *a,
     struct consumer_opts *o)
 {
-	struct option opts[10];
+	struct option opts[12];
 	char optstring[16];
 	long long n;
 	int c;
@@ -92,6 +97,15 @@ parse(int argc, char **argv, const struct worker_def *d, struct args *a,
 		case 'o':
 			o->once = true;
 			break;
+		case 'P':
+			if (conf_parse_duration(optarg, &a->purge_ms) != 0 ||
+			    a->purge_ms > 36500 * 86400000LL)
+				return diag_usage(
+				    "option '--purge-older-than': "
+				    "'%s' is not a duration such "
+				    "as 7d",
+				    optarg);
+			break;
 		case 'r':
 			a->retry_due = true;
 			break;
@@ -116,7 +130,26 @@ parse(int argc, char **argv, const struct worker_def *d, struct args *a,
 	if (a->retry_due && (o->once || o->max_messages > 0))
 		return diag_usage("'--retry-due' cannot be combined with "
 		                  "'--once' or '--max-messages'");
+	if (a->purge_ms >= 0 && (o->once || o->max_messages > 0))
+		return diag_usage("option '--purge-older-than' does not go "
+		                  "with '--%s'",
+		    o->once ? "once" : "max-messages");
 	return -1;
+}
+
+/* --purge-older-than: the retention of processed_event. */
+static int
+purge(struct db *db, const char *name, long long age_ms)
+{
+	uint64_t n;
+	int rc = consumer_purge(db, name, age_ms, &n);
+
+	if (js_print(json_pack("{s:I}", "purged", (json_int_t)n)) != 0 &&
+	    rc == 0)
+		rc = EX_IOERR;
+	if (diag_close_stdout() != 0 && rc == 0)
+		rc = EX_IOERR;
+	return rc;
 }
 
 static void
@@ -164,12 +197,20 @@ main_loaded(
 	o->group = conf_str(a->group_key);
 	if (d->jobs != NULL)
 		concurrency = (long)conf_int(a->concurrency_key);
+	/* A consumer_batch setting beats the program's own batch size. */
+	if (conf_source("consumer_batch") != CONF_DEFAULT)
+		o->batch = 0;
 	/* Fill the topic-name cache before any thread reads it. */
 	for (i = 0; i < o->ntopics; i++)
 		topics_name(o->topics[i].topic);
 	consumer_signals();
 	if ((db = consumer_connect(&rc)) == NULL)
 		return rc;
+	if (a->purge_ms >= 0) {
+		rc = purge(db, o->name, a->purge_ms);
+		db_close(db);
+		return rc;
+	}
 	if (d->jobs != NULL && (rc = worker_jobs_open()) != 0) {
 		db_close(db);
 		return rc;
@@ -194,7 +235,7 @@ int
 worker_main(int argc, char **argv, const struct worker_def *d)
 {
 	struct consumer_opts o = d->consumer;
-	struct args a = { 0 };
+	struct args a = { .purge_ms = -1 };
 	int rc;
 
 	diag_init(argv[0]);

@@ -114,12 +114,18 @@ struct worker_def {
 	const char *prefix;
 	/*
 	 * The consumer loop's options: name, topics, ntopics, dlq_event,
-	 * handle (and arg) are the program's; the worker sets group, once,
+	 * handle, handle_batch (and arg) are the program's, and batch, which
+	 * a consumer_batch setting overrides; the worker sets group, once,
 	 * max_messages and committed.
 	 */
 	struct consumer_opts consumer;
 	/* NULL for a worker that does not call the gateway. */
 	const struct worker_jobs *jobs;
+	/*
+	 * -P/--purge-older-than age: delete the worker's processed_event
+	 * rows older than age (consumer_purge()), print {"purged":n}, exit.
+	 */
+	bool purge;
 };
 
 /* Parse argv, load the settings, run until done: the exit code. */

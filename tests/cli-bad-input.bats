@@ -174,6 +174,7 @@ table() {
 		64 64 69 69 69 69 69 64 | env PAY_DB_PORT=1 ledger-apply --once -g @
 		64 64 64 64 64 64 64 64 | ledger-apply --once -n @
 		64 64 64 64 64 64 64 64 | ledger-apply --once -X @
+		64 64 64 64 64 64 64 64 | ledger-apply -P @
 		64 64 64 64 64 64 64 64 | dbstat -a @
 		64 64 64 64 64 64 64 64 | dbstat -f @
 		64 64 64 64 64 64 64 64 | dbstat -l @

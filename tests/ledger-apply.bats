@@ -231,3 +231,112 @@ balanced() {
 @test "the usage line is the man page SYNOPSIS" {
 	usage_matches_synopsis ledger-apply
 }
+
+@test "a large batch with repeats inside it and across batches books one pair per event" {
+	sql "INSERT INTO payment (payment_id, merchant_id, idempotency_key,
+		amount, currency, status, captured_amount)
+		SELECT $ID + seq, 'M1', CONCAT('k', $ID + seq), 1000, 'KRW',
+		'CAPTURED', 1000 FROM seq_1_to_400"
+	# 400 events; each fifth is sent twice in a row (same batch), and the
+	# first hundred come again at the end (later batches).
+	for i in $(seq 1 400); do
+		u=$(uuid)
+		echo "$u" >>"$BATS_TEST_TMPDIR/ids"
+		captured $((ID + i)) 1000 "$u"
+		[ $((i % 5)) -ne 0 ] || captured $((ID + i)) 1000 "$u"
+		[ "$i" -gt 100 ] || captured $((ID + i)) 1000 "$u" >>"$BATS_TEST_TMPDIR/again"
+	done >"$BATS_TEST_TMPDIR/first"
+	cat "$BATS_TEST_TMPDIR/first" "$BATS_TEST_TMPDIR/again" | produce payment.captured
+	# The topic holds the earlier tests' messages too: count this one's.
+	PAY_CONSUMER_BATCH=250 run -0 --separate-stderr ledger-apply --once -v -g "$(group a)"
+	[ "$(grep ' applied ' <<<"$stderr" | grep -c -F -f "$BATS_TEST_TMPDIR/ids")" = 400 ]
+	[ "$(grep 'already processed' <<<"$stderr" | grep -c -F -f "$BATS_TEST_TMPDIR/ids")" = 180 ]
+	[ "$(count "ledger_entry WHERE payment_id > $ID AND payment_id <= $ID + 400")" = 800 ]
+	[ "$(sql "SELECT COUNT(*) FROM (SELECT event_key FROM ledger_entry
+		WHERE payment_id > $ID AND payment_id <= $ID + 400 GROUP BY event_key
+		HAVING COUNT(*) <> 2 OR SUM(side = 'DEBIT') <> 1) x")" = 0 ]
+	[ "$(sql "SELECT COUNT(*) FROM processed_event WHERE consumer = 'ledger-apply'
+		AND event_key IN (SELECT event_key FROM ledger_entry
+		WHERE payment_id > $ID AND payment_id <= $ID + 400)")" = 400 ]
+	[ "$(outbox PAYMENT_DEAD_LETTER "aggregate_id > $ID AND aggregate_id <= $ID + 400" | wc -l)" = 0 ]
+	# A replay in a new group finds every batch processed before.
+	PAY_CONSUMER_BATCH=250 run -0 --separate-stderr ledger-apply --once -v -g "$(group replay)"
+	[ "$(grep 'already processed' <<<"$stderr" | grep -c -F -f "$BATS_TEST_TMPDIR/ids")" = 580 ]
+	[ "$(count "ledger_entry WHERE payment_id > $ID AND payment_id <= $ID + 400")" = 800 ]
+	balanced
+}
+
+@test "an event the database refuses in a batch is dead-lettered alone, the rest applied" {
+	for i in 1 2 3 4; do
+		payment $((ID + i))
+	done
+	{
+		captured $((ID + 1)) 1000
+		captured $((ID + 2)) 1000
+		# A well-formed time that TIMESTAMP cannot hold.
+		captured $((ID + 3)) 1000 | sed 's/2026-11-21T08/2040-11-21T08/'
+		captured $((ID + 4)) 1000
+	} | sed "s/^[^:]*:/k$ID:/" | produce payment.captured
+	run -0 --separate-stderr ledger-apply --once -g "$(group a)"
+	[[ $stderr == *"dead-lettered: PROCESSING_ERROR: "*"2040-11-21"* ]]
+	[ "$(count "ledger_entry WHERE payment_id IN ($ID + 1, $ID + 2, $ID + 4)")" = 6 ]
+	[ "$(count "ledger_entry WHERE payment_id = $ID + 3")" = 0 ]
+	outbox PAYMENT_DEAD_LETTER "aggregate_id = $ID + 3" |
+		jq -e -s 'length == 1 and .[0].errorType == "PROCESSING_ERROR"'
+	[ "$(sql "SELECT SUM(IF(side = 'DEBIT', amount, -amount)) FROM ledger_entry")" = 0 ]
+}
+
+@test "a dead letter that cannot be written stops it non-zero, and nothing of its batch is committed" {
+	payment "$ID"
+	payment $((ID + 1))
+	u1=$(uuid) u2=$(uuid)
+	{
+		echo "k$ID:not json"
+		captured "$ID" 1000 "$u1"
+		captured $((ID + 1)) 1000 "$u2"
+	} | sed "s/^[^:]*:/k$ID:/" | produce payment.captured
+	sql "CREATE TRIGGER no_dlq_$ID BEFORE INSERT ON outbox_event FOR EACH ROW
+		SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'outbox closed'"
+	g=$(group a)
+	run -70 --separate-stderr ledger-apply --once -g "$g"
+	sql "DROP TRIGGER no_dlq_$ID"
+	[[ $stderr == *"outbox closed"* ]]
+	[ "$(count "ledger_entry WHERE payment_id IN ($ID, $ID + 1)")" = 0 ]
+	[ "$(count "processed_event WHERE event_key IN ('$u1', '$u2')")" = 0 ]
+	# Its offsets were not committed: the group reads the messages again.
+	run -0 --separate-stderr ledger-apply --once -g "$g"
+	[[ $stderr == *"dead-lettered: NOT_JSON"* ]]
+	[ "$(count "ledger_entry WHERE payment_id IN ($ID, $ID + 1)")" = 4 ]
+	[ "$(count "processed_event WHERE event_key IN ('$u1', '$u2')")" = 2 ]
+	balanced
+}
+
+@test "--purge-older-than deletes its own records older than the bound, and only those" {
+	sql "INSERT INTO processed_event (consumer, event_key, processed_at)
+		SELECT 'ledger-apply', UUID(), NOW(6) - INTERVAL 8 DAY FROM seq_1_to_5;
+		INSERT INTO processed_event (consumer, event_key, processed_at)
+		SELECT 'ledger-apply', UUID(), NOW(6) - INTERVAL 6 DAY FROM seq_1_to_3;
+		INSERT INTO processed_event (consumer, event_key, processed_at)
+		SELECT 'settle', UUID(), NOW(6) - INTERVAL 30 DAY FROM seq_1_to_2"
+	old="processed_event WHERE processed_at < NOW(6) - INTERVAL 7 DAY"
+	[ "$(count "$old AND consumer = 'ledger-apply'")" = 5 ]
+	before=$(count "processed_event WHERE processed_at >= NOW(6) - INTERVAL 7 DAY")
+	PAY_CONSUMER_PURGE_BATCH=2 run -0 --separate-stderr ledger-apply --purge-older-than 7d
+	[ -z "$stderr" ]
+	[ "$output" = '{"purged":5}' ]
+	[ "$(count "$old AND consumer = 'ledger-apply'")" = 0 ]
+	[ "$(count "$old AND consumer = 'settle'")" = 2 ]
+	[ "$(count "processed_event WHERE processed_at >= NOW(6) - INTERVAL 7 DAY")" = "$before" ]
+	# Nothing left to purge: 0.
+	run -0 --separate-stderr ledger-apply -P 7d
+	[ "$output" = '{"purged":0}' ]
+}
+
+@test "--purge-older-than refuses a bad age and --once" {
+	run -64 --separate-stderr ledger-apply --purge-older-than soon
+	assert_one_line_stderr "ledger-apply: option '--purge-older-than': 'soon' is not a duration such as 7d (see 'ledger-apply -h')"
+	run -64 --separate-stderr ledger-apply -P 7d --once
+	assert_one_line_stderr "ledger-apply: option '--purge-older-than' does not go with '--once' (see 'ledger-apply -h')"
+	PAY_DB_PORT=1 run -69 --separate-stderr ledger-apply -P 7d
+	assert_one_line_stderr "ledger-apply: connect to '127.0.0.1:1': *"
+}

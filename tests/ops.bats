@@ -177,7 +177,7 @@ stage_install() {
 	local d=$BATS_TEST_TMPDIR/cron
 	mkdir -p "$d/bin" "$d/lock" "$d/textfile"
 	# shellcheck disable=SC2016 # the stand-ins' own code
-	for p in settle refund outbox-relay; do
+	for p in settle refund outbox-relay ledger-apply; do
 		printf '#!/bin/sh\necho "$0 $*" >>"%s/calls"\n' "$d" >"$d/bin/$p"
 	done
 	# shellcheck disable=SC2016
@@ -192,6 +192,7 @@ stage_install() {
 	run -0 cat "$d/calls"
 	[[ $output == *"settle --retry-due"* && $output == *"refund --retry-due"* ]]
 	[[ $output == *"outbox-relay --purge-older-than 7d"* ]]
+	[[ $output == *"ledger-apply --purge-older-than 30d"* ]]
 	[ "$(cat "$d/textfile/paykit.prom")" = "paykit_up 0" ]
 
 	# A failed check (1) or a dependency down (69) still publishes the

@@ -163,8 +163,18 @@ teardown() {
 	run -0 --separate-stderr as dbstat payctl audit
 	run -0 --separate-stderr as relay outbox-relay --purge-older-than 0s
 	echo "$output" | jq -e '.purged >= 5'
+	run -0 --separate-stderr as ledger ledger-apply --purge-older-than 0s
+	echo "$output" | jq -e '.purged >= 2'
 	run -0 as settle settle --retry-due
 	run -0 as refund refund --retry-due
+}
+
+@test "the ledger account dead-letters a message it cannot apply" {
+	printf 'bad%s:not json\n' "$BATS_TEST_NUMBER" | produce payment.captured
+	run -0 --separate-stderr as ledger ledger-apply --once -g "$(group d)"
+	[[ $stderr == *"dead-lettered: NOT_JSON"* ]]
+	[ "$(count "outbox_event WHERE event_type = 'PAYMENT_DEAD_LETTER'
+		AND JSON_VALUE(payload, '$.key') = 'bad$BATS_TEST_NUMBER'")" -eq 1 ]
 }
 
 @test "payctl's account runs every payctl command" {
