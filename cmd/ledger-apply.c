@@ -269,7 +269,6 @@ main(int argc, char **argv)
 	static const struct worker_def d = {
 		.usage = usage_text,
 		.prefix = "ledger",
-		.purge = true,
 		.consumer = {
 		    .name = NAME,
 		    .topics = topics,

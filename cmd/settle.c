@@ -20,7 +20,7 @@
 
 static const char usage_text[] =
     "usage: settle [-hVv] [--once | --retry-due] [-c concurrency] [-g group]"
-    " [-n count] [-X key=value]\n";
+    " [-n count] [-P age] [-X key=value]\n";
 
 #define AMOUNT_MAX 1000000000000000LL
 

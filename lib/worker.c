@@ -48,13 +48,11 @@ options(const struct worker_def *d, struct option *out, char *optstring)
 	size_t i, n = 0;
 
 	for (i = 0; all[i].name != NULL; i++)
-		if ((d->jobs != NULL ||
-		        (all[i].val != 'c' && all[i].val != 'r')) &&
-		    (d->purge || all[i].val != 'P'))
+		if (d->jobs != NULL || (all[i].val != 'c' && all[i].val != 'r'))
 			out[n++] = all[i];
 	memset(&out[n], 0, sizeof(out[n]));
-	snprintf(optstring, 16, "%s%s%s", d->jobs != NULL ? ":c:" : ":",
-	    "g:hn:", d->purge ? "P:vVX:" : "vVX:");
+	snprintf(optstring, 16, "%s",
+	    d->jobs != NULL ? ":c:g:hn:P:vVX:" : ":g:hn:P:vVX:");
 }
 
 /* -1 to go on, or the exit code. */
@@ -130,10 +128,13 @@ parse(int argc, char **argv, const struct worker_def *d, struct args *a,
 	if (a->retry_due && (o->once || o->max_messages > 0))
 		return diag_usage("'--retry-due' cannot be combined with "
 		                  "'--once' or '--max-messages'");
-	if (a->purge_ms >= 0 && (o->once || o->max_messages > 0))
+	if (a->purge_ms >= 0 &&
+	    (o->once || o->max_messages > 0 || a->retry_due))
 		return diag_usage("option '--purge-older-than' does not go "
 		                  "with '--%s'",
-		    o->once ? "once" : "max-messages");
+		    o->once            ? "once"
+		        : a->retry_due ? "retry-due"
+		                       : "max-messages");
 	return -1;
 }
 

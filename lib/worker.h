@@ -2,7 +2,8 @@
  * worker: the skeleton of the workers (settle, refund, ledger-apply), so
  * that each program holds only what is its own: options and main, the
  * Kafka consumer loop of consumer.h, and for settle and refund the gateway
- * jobs.
+ * jobs.  -P/--purge-older-than age deletes the worker's processed_event
+ * rows older than age (consumer_purge()), prints {"purged":n} and exits.
  *
  * A gateway job is a row of a request table (settlement_request,
  * refund_request) with a status and next_retry_at.  One thread claims due
@@ -121,11 +122,6 @@ struct worker_def {
 	struct consumer_opts consumer;
 	/* NULL for a worker that does not call the gateway. */
 	const struct worker_jobs *jobs;
-	/*
-	 * -P/--purge-older-than age: delete the worker's processed_event
-	 * rows older than age (consumer_purge()), print {"purged":n}, exit.
-	 */
-	bool purge;
 };
 
 /* Parse argv, load the settings, run until done: the exit code. */

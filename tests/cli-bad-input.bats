@@ -167,10 +167,12 @@ table() {
 		64 64 64 64 64 64 64 64 | settle --once -n @
 		64 64 64 64 64 64 64 64 | settle --once -X @
 		64 64 64 64 64 64 64 64 | settle --retry-due -c @
+		64 64 64 64 64 64 64 64 | settle -P @
 		64 64 69 69 69 69 69 64 | env PAY_DB_PORT=1 refund --once -g @
 		64 64 64 64 64 64 64 64 | refund --once -n @
 		64 64 64 64 64 64 64 64 | refund --once -X @
 		64 64 64 64 64 64 64 64 | refund --retry-due -c @
+		64 64 64 64 64 64 64 64 | refund -P @
 		64 64 69 69 69 69 69 64 | env PAY_DB_PORT=1 ledger-apply --once -g @
 		64 64 64 64 64 64 64 64 | ledger-apply --once -n @
 		64 64 64 64 64 64 64 64 | ledger-apply --once -X @

@@ -165,6 +165,10 @@ teardown() {
 	echo "$output" | jq -e '.purged >= 5'
 	run -0 --separate-stderr as ledger ledger-apply --purge-older-than 0s
 	echo "$output" | jq -e '.purged >= 2'
+	run -0 --separate-stderr as settle settle --purge-older-than 0s
+	echo "$output" | jq -e '.purged >= 1'
+	run -0 --separate-stderr as refund refund --purge-older-than 0s
+	echo "$output" | jq -e '.purged >= 1'
 	run -0 as settle settle --retry-due
 	run -0 as refund refund --retry-due
 }

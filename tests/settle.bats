@@ -465,3 +465,20 @@ many_calls() {
 @test "the usage line is the man page SYNOPSIS" {
 	usage_matches_synopsis settle
 }
+
+@test "--purge-older-than deletes settle's own old records, and refuses to mix" {
+	sql "INSERT INTO processed_event (consumer, event_key, processed_at)
+		SELECT 'settle', UUID(), NOW(6) - INTERVAL 40 DAY FROM seq_1_to_3;
+		INSERT INTO processed_event (consumer, event_key, processed_at)
+		SELECT 'refund', UUID(), NOW(6) - INTERVAL 40 DAY FROM seq_1_to_2"
+	old="processed_event WHERE processed_at < NOW(6) - INTERVAL 30 DAY"
+	run -0 --separate-stderr settle --purge-older-than 30d
+	[ -z "$stderr" ]
+	[ "$output" = '{"purged":3}' ]
+	[ "$(sql "SELECT COUNT(*) FROM $old AND consumer = 'settle'")" = 0 ]
+	[ "$(sql "SELECT COUNT(*) FROM $old AND consumer = 'refund'")" = 2 ]
+	run -0 --separate-stderr refund -P 30d
+	[ "$output" = '{"purged":2}' ]
+	run -64 --separate-stderr settle -P 30d --retry-due
+	assert_one_line_stderr "settle: option '--purge-older-than' does not go with '--retry-due' (see 'settle -h')"
+}
