@@ -8,6 +8,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -51,14 +52,12 @@ outbox_now(char out[32])
 	    out, 32, "%.19s.%06dZ", buf, (int)(ts.tv_nsec / 1000) % 1000000);
 }
 
-int
-outbox_insert(struct db *db, const char *event_type, int64_t aggregate_id,
-    json_t *payload, char key_out[37])
+char *
+outbox_text(const char *event_type, json_t *payload, char key_out[37])
 {
 	char key[37], now[32];
 	const char *k;
 	char *text;
-	int rc;
 
 	k = js_getstr(payload, "eventId", NULL);
 	if (k == NULL) {
@@ -76,13 +75,50 @@ outbox_insert(struct db *db, const char *event_type, int64_t aggregate_id,
 		outbox_now(now);
 		json_object_set_new(payload, "occurredAt", json_string(now));
 	}
-	if (key_out != NULL)
-		snprintf(key_out, 37, "%s", k);
+	snprintf(key_out, 37, "%s", k);
 	text = js_text(payload);
 	if (text == NULL)
 		diag_die(EX_SOFTWARE, "cannot encode an event payload");
+	return text;
+}
+
+int
+outbox_insert(struct db *db, const char *event_type, int64_t aggregate_id,
+    json_t *payload, char key_out[37])
+{
+	char key[37];
+	char *text;
+	int rc;
+
+	text = outbox_text(event_type, payload, key);
+	if (key_out != NULL)
+		memcpy(key_out, key, sizeof(key));
 	rc = db_exec(
-	    db, insert_event, "siss", k, aggregate_id, event_type, text);
+	    db, insert_event, "siss", key, aggregate_id, event_type, text);
 	free(text);
+	return rc;
+}
+
+int
+outbox_insert_many(struct db *db, const struct outbox_event *ev, size_t n)
+{
+	const char **keys = xcalloc(n + 1, sizeof(*keys));
+	const char **types = xcalloc(n + 1, sizeof(*types));
+	const char **texts = xcalloc(n + 1, sizeof(*texts));
+	int64_t *ids = xcalloc(n + 1, sizeof(*ids));
+	size_t i;
+	int rc;
+
+	for (i = 0; i < n; i++) {
+		keys[i] = ev[i].key;
+		types[i] = ev[i].type;
+		texts[i] = ev[i].text;
+		ids[i] = ev[i].aggregate_id;
+	}
+	rc = db_bulk(db, insert_event, n, "siss", keys, ids, types, texts);
+	free(keys);
+	free(types);
+	free(texts);
+	free(ids);
 	return rc;
 }

@@ -110,9 +110,9 @@ auth_json(const struct auth *a, const char *status, const struct pg_result *res,
 	return payment_brief(&p, replayed);
 }
 
-/* The payload of PAYMENT_AUTHORIZED and PAYMENT_CAPTURE_REQUESTED. */
-static json_t *
-event(const struct auth *a, const char *status, const struct pg_result *res)
+json_t *
+auth_event(
+    const struct auth *a, const char *status, const struct pg_result *res)
 {
 	return json_pack("{s:I, s:s, s:s, s:I, s:s, s:s, s:s}", "paymentId",
 	    (json_int_t)a->payment_id, "status", status, "merchantId",
@@ -125,7 +125,7 @@ static int
 emit(struct db *db, const struct auth *a, const char *type, const char *status,
     const struct pg_result *res)
 {
-	json_t *ev = event(a, status, res);
+	json_t *ev = auth_event(a, status, res);
 	int rc = outbox_insert(db, type, a->payment_id, ev, NULL);
 
 	json_decref(ev);

@@ -155,6 +155,13 @@ int64_t auth_lease_us(void);
 void auth_run(struct conn *c, struct http *h, const struct ratelimit *rl,
     struct auth *a, struct auth_out *out);
 
+/*
+ * The payload of its PAYMENT_AUTHORIZED or PAYMENT_CAPTURE_REQUESTED event
+ * (status), before outbox_text() adds the envelope.
+ */
+json_t *auth_event(
+    const struct auth *a, const char *status, const struct pg_result *res);
+
 /* The result object of a finished authorization held by a. */
 json_t *auth_json(const struct auth *a, const char *status,
     const struct pg_result *res, bool replayed);
