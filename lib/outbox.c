@@ -82,6 +82,20 @@ outbox_text(const char *event_type, json_t *payload, char key_out[37])
 	return text;
 }
 
+char *
+outbox_seal(struct js_out *payload, const char *event_type, char key_out[37])
+{
+	char now[32];
+
+	outbox_uuid(key_out);
+	outbox_now(now);
+	js_out_str(payload, "eventId", key_out);
+	js_out_str(payload, "eventType", event_type);
+	js_out_int(payload, "schemaVersion", EVENT_SCHEMA_VERSION);
+	js_out_str(payload, "occurredAt", now);
+	return js_out_end(payload);
+}
+
 int
 outbox_insert(struct db *db, const char *event_type, int64_t aggregate_id,
     json_t *payload, char key_out[37])

@@ -244,19 +244,6 @@ rows(struct sreq **v, size_t n, size_t *count)
 	return a;
 }
 
-static void
-add_event(struct outbox_event *ev, size_t *nev, const struct sreq *r,
-    const char *type, const char *status)
-{
-	json_t *payload = auth_event(&r->a, status, &r->res);
-	struct outbox_event *e = &ev[(*nev)++];
-
-	e->type = type;
-	e->aggregate_id = r->a.payment_id;
-	e->text = outbox_text(type, payload, e->key);
-	json_decref(payload);
-}
-
 /*
  * The outbox events of the approved requests of v that still hold a claim,
  * as payctl authorize writes them one by one.
@@ -271,10 +258,11 @@ events(struct db *db, struct sreq **v, size_t n)
 	for (i = 0; i < n; i++) {
 		if (v[i]->res.outcome != PG_APPROVED || v[i]->state == SR_LOST)
 			continue;
-		add_event(ev, &nev, v[i], EV_AUTHORIZED, "AUTHORIZED");
+		auth_event(&ev[nev++], &v[i]->a, EV_AUTHORIZED, "AUTHORIZED",
+		    &v[i]->res);
 		if (v[i]->a.capture)
-			add_event(ev, &nev, v[i], EV_CAPTURE_REQUESTED,
-			    "CAPTURE_REQUESTED");
+			auth_event(&ev[nev++], &v[i]->a, EV_CAPTURE_REQUESTED,
+			    "CAPTURE_REQUESTED", &v[i]->res);
 	}
 	rc = outbox_insert_many(db, ev, nev);
 	for (i = 0; i < nev; i++)

@@ -6,6 +6,7 @@
 
 #include "breaker.h"
 #include "db.h"
+#include "outbox.h"
 #include "pg.h"
 #include "ratelimit.h"
 
@@ -156,11 +157,12 @@ void auth_run(struct conn *c, struct http *h, const struct ratelimit *rl,
     struct auth *a, struct auth_out *out);
 
 /*
- * The payload of its PAYMENT_AUTHORIZED or PAYMENT_CAPTURE_REQUESTED event
- * (status), before outbox_text() adds the envelope.
+ * The outbox row of an approved authorization's event: PAYMENT_AUTHORIZED
+ * with status AUTHORIZED, or PAYMENT_CAPTURE_REQUESTED with
+ * CAPTURE_REQUESTED (see outbox.h).  The caller frees ev->text.
  */
-json_t *auth_event(
-    const struct auth *a, const char *status, const struct pg_result *res);
+void auth_event(struct outbox_event *ev, const struct auth *a, const char *type,
+    const char *status, const struct pg_result *res);
 
 /* The result object of a finished authorization held by a. */
 json_t *auth_json(const struct auth *a, const char *status,
