@@ -111,6 +111,26 @@ kafka_conf_refuses_bad_properties(void)
 		rd_kafka_conf_destroy(c);
 }
 
+static void
+makes_version_4_uuids(void)
+{
+	char u[37], prev[37] = "";
+	int i, j;
+
+	for (i = 0; i < 1000; i++) {
+		outbox_uuid(u);
+		CHECK(strlen(u) == 36);
+		for (j = 0; j < 36; j++)
+			CHECK(j == 8 || j == 13 || j == 18 || j == 23
+			        ? u[j] == '-'
+			        : strchr("0123456789abcdef", u[j]) != NULL);
+		CHECK(u[14] == '4');
+		CHECK(strchr("89ab", u[19]) != NULL);
+		CHECK(strcmp(u, prev) != 0);
+		memcpy(prev, u, sizeof(u));
+	}
+}
+
 /* Strings jansson escapes, or might be thought to. */
 static const char *const awkward[] = { "", "plain", "q\"uote", "back\\slash",
 	"/slash", "\b\f\n\r\t", "\x01\x1f\x7f",
@@ -190,6 +210,7 @@ main(void)
 	RUN(classifies_database_errors);
 	RUN(classifies_kafka_errors);
 	RUN(kafka_conf_refuses_bad_properties);
+	RUN(makes_version_4_uuids);
 	RUN(writes_objects_as_jansson_dumps_them);
 	RUN(seals_payloads_as_outbox_text_does);
 	conf_reset();
