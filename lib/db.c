@@ -8,6 +8,7 @@
 #include <mysql.h>
 #include <mysqld_error.h>
 #include <errmsg.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,10 @@ struct db {
 	struct column *cols;
 	unsigned ncols, colcap;
 	uint64_t affected, insert_id;
+	/* db_bulk()'s per-value lengths and NULL indicators. */
+	unsigned long *lens;
+	char *inds;
+	size_t bulkcap;
 	unsigned err;
 	char errmsg[512];
 	char where[256];
@@ -196,6 +201,8 @@ db_close(struct db *db)
 		free(db->cols[i].buf);
 	free(db->cols);
 	free(db->rbind);
+	free(db->lens);
+	free(db->inds);
 	free(db->cache);
 	free(db->dbname);
 	free(db);
@@ -368,6 +375,96 @@ db_query(struct db *db, const char *sql, const char *types, ...)
 		return rc;
 	db->cur = st;
 	return 0;
+}
+
+/* Store the result of st, if it has one, for db_next(). */
+static int
+keep_result(struct db *db, MYSQL_STMT *st)
+{
+	int rc;
+
+	if (mysql_stmt_field_count(st) == 0)
+		return 0;
+	/* Buffer the whole result so other statements may run meanwhile. */
+	if (mysql_stmt_store_result(st) != 0)
+		return fail_st(db, st);
+	if ((rc = bind_result(db, st)) != 0)
+		return rc;
+	db->cur = st;
+	return 0;
+}
+
+int
+db_bulk(struct db *db, const char *sql, size_t rows, const char *types, ...)
+{
+	MYSQL_BIND bind[MAXPARAMS];
+	unsigned int size;
+	const char *const *s;
+	MYSQL_STMT *st;
+	size_t n, i, r, k;
+	va_list ap;
+	int rc = 0;
+
+	end_result(db);
+	db->err = 0;
+	db->errmsg[0] = '\0';
+	db->affected = db->insert_id = 0;
+	if (rows == 0)
+		return 0;
+	if ((st = prepare(db, sql)) == NULL)
+		return db_classify(db->err);
+	n = strlen(types);
+	if (n > MAXPARAMS || n != mysql_stmt_param_count(st) ||
+	    rows > UINT_MAX / MAXPARAMS)
+		diag_die(EX_SOFTWARE,
+		    "statement wants %lu parameters, got %zu in %zu rows: %s",
+		    mysql_stmt_param_count(st), n, rows, sql);
+	if (n * rows > db->bulkcap) {
+		db->bulkcap = n * rows;
+		db->lens = xrealloc(db->lens, db->bulkcap * sizeof(*db->lens));
+		db->inds = xrealloc(db->inds, db->bulkcap);
+	}
+	memset(bind, 0, sizeof(bind));
+	va_start(ap, types);
+	for (i = 0; i < n; i++) {
+		switch (types[i]) {
+		case 'i':
+			bind[i].buffer_type = MYSQL_TYPE_LONGLONG;
+			bind[i].buffer = (void *)va_arg(ap, const int64_t *);
+			break;
+		case 's':
+			/* Column-wise: an array of pointers, and their lengths. */
+			s = va_arg(ap, const char *const *);
+			bind[i].buffer_type = MYSQL_TYPE_STRING;
+			bind[i].buffer = (void *)s;
+			bind[i].length = db->lens + i * rows;
+			bind[i].u.indicator = db->inds + i * rows;
+			for (r = 0; r < rows; r++) {
+				k = i * rows + r;
+				db->inds[k] = s[r] != NULL
+				    ? STMT_INDICATOR_NONE
+				    : STMT_INDICATOR_NULL;
+				db->lens[k] = s[r] != NULL ? strlen(s[r]) : 0;
+			}
+			break;
+		default:
+			diag_die(
+			    EX_SOFTWARE, "bad parameter type '%c'", types[i]);
+		}
+	}
+	va_end(ap);
+	size = (unsigned int)rows;
+	mysql_stmt_attr_set(st, STMT_ATTR_ARRAY_SIZE, &size);
+	if (mysql_stmt_bind_param(st, bind) != 0 || mysql_stmt_execute(st) != 0)
+		rc = fail_st(db, st);
+	/* The statement is a plain one again for its next use. */
+	size = 0;
+	mysql_stmt_attr_set(st, STMT_ATTR_ARRAY_SIZE, &size);
+	if (rc != 0)
+		return rc;
+	db->affected = mysql_stmt_affected_rows(st);
+	db->insert_id = mysql_stmt_insert_id(st);
+	return keep_result(db, st);
 }
 
 int

@@ -43,6 +43,16 @@ const char *db_where(const struct db *db);
 int db_exec(struct db *db, const char *sql, const char *types, ...);
 /* Execute and keep the result for db_next(); same return as db_exec. */
 int db_query(struct db *db, const char *sql, const char *types, ...);
+/*
+ * Execute an INSERT, UPDATE or DELETE once for each of rows sets of
+ * values in one round trip (the server's bulk execution).  types has one
+ * letter per '?', each followed by an array of rows values: 'i' const
+ * int64_t *, 's' const char *const * (a NULL element is SQL NULL).  Same
+ * return as db_exec; db_affected() is the sum over the rows, and rows
+ * coming back (RETURNING) are read with db_next().  rows 0 runs nothing.
+ */
+int db_bulk(
+    struct db *db, const char *sql, size_t rows, const char *types, ...);
 /* Next row: 1 a row, 0 no more rows, or an exit code (negated). */
 int db_next(struct db *db);
 /* Columns of the current row; db_str is NULL for SQL NULL. */

@@ -8,6 +8,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -18,9 +19,11 @@ static const char insert_event[] =
 void
 outbox_uuid(char out[37])
 {
+	static const char hex[] = "0123456789abcdef";
 	unsigned char b[16];
-	size_t got = 0;
+	size_t got = 0, i;
 	ssize_t n;
+	char *o;
 
 	while (got < sizeof(b)) {
 		n = getrandom(b + got, sizeof(b) - got, 0);
@@ -30,11 +33,14 @@ outbox_uuid(char out[37])
 	}
 	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
 	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-	snprintf(out, 37,
-	    "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
-	    "%02x%02x%02x%02x%02x%02x",
-	    b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10],
-	    b[11], b[12], b[13], b[14], b[15]);
+	/* 8-4-4-4-12 hex digits; by hand, as snprintf() took longer. */
+	for (i = 0, o = out; i < sizeof(b); i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			*o++ = '-';
+		*o++ = hex[b[i] >> 4];
+		*o++ = hex[b[i] & 0x0f];
+	}
+	*o = '\0';
 }
 
 void
@@ -51,14 +57,12 @@ outbox_now(char out[32])
 	    out, 32, "%.19s.%06dZ", buf, (int)(ts.tv_nsec / 1000) % 1000000);
 }
 
-int
-outbox_insert(struct db *db, const char *event_type, int64_t aggregate_id,
-    json_t *payload, char key_out[37])
+char *
+outbox_text(const char *event_type, json_t *payload, char key_out[37])
 {
 	char key[37], now[32];
 	const char *k;
 	char *text;
-	int rc;
 
 	k = js_getstr(payload, "eventId", NULL);
 	if (k == NULL) {
@@ -76,13 +80,64 @@ outbox_insert(struct db *db, const char *event_type, int64_t aggregate_id,
 		outbox_now(now);
 		json_object_set_new(payload, "occurredAt", json_string(now));
 	}
-	if (key_out != NULL)
-		snprintf(key_out, 37, "%s", k);
+	snprintf(key_out, 37, "%s", k);
 	text = js_text(payload);
 	if (text == NULL)
 		diag_die(EX_SOFTWARE, "cannot encode an event payload");
+	return text;
+}
+
+char *
+outbox_seal(struct js_out *payload, const char *event_type, char key_out[37])
+{
+	char now[32];
+
+	outbox_uuid(key_out);
+	outbox_now(now);
+	js_out_str(payload, "eventId", key_out);
+	js_out_str(payload, "eventType", event_type);
+	js_out_int(payload, "schemaVersion", EVENT_SCHEMA_VERSION);
+	js_out_str(payload, "occurredAt", now);
+	return js_out_end(payload);
+}
+
+int
+outbox_insert(struct db *db, const char *event_type, int64_t aggregate_id,
+    json_t *payload, char key_out[37])
+{
+	char key[37];
+	char *text;
+	int rc;
+
+	text = outbox_text(event_type, payload, key);
+	if (key_out != NULL)
+		memcpy(key_out, key, sizeof(key));
 	rc = db_exec(
-	    db, insert_event, "siss", k, aggregate_id, event_type, text);
+	    db, insert_event, "siss", key, aggregate_id, event_type, text);
 	free(text);
+	return rc;
+}
+
+int
+outbox_insert_many(struct db *db, const struct outbox_event *ev, size_t n)
+{
+	const char **keys = xcalloc(n + 1, sizeof(*keys));
+	const char **types = xcalloc(n + 1, sizeof(*types));
+	const char **texts = xcalloc(n + 1, sizeof(*texts));
+	int64_t *ids = xcalloc(n + 1, sizeof(*ids));
+	size_t i;
+	int rc;
+
+	for (i = 0; i < n; i++) {
+		keys[i] = ev[i].key;
+		types[i] = ev[i].type;
+		texts[i] = ev[i].text;
+		ids[i] = ev[i].aggregate_id;
+	}
+	rc = db_bulk(db, insert_event, n, "siss", keys, ids, types, texts);
+	free(keys);
+	free(types);
+	free(texts);
+	free(ids);
 	return rc;
 }

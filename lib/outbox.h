@@ -23,6 +23,7 @@
 #define PAYKIT_OUTBOX_H
 
 #include "db.h"
+#include "js.h"
 
 #include <jansson.h>
 #include <stdint.h>
@@ -41,5 +42,33 @@ void outbox_now(char out[32]);
  */
 int outbox_insert(struct db *db, const char *event_type, int64_t aggregate_id,
     json_t *payload, char key_out[37]);
+
+/*
+ * Many events at once, in one round trip: what outbox_insert() does for
+ * each, with the payload's text made by outbox_text().
+ */
+struct outbox_event {
+	const char *type;
+	int64_t aggregate_id;
+	char key[37];
+	char *text;
+};
+
+/*
+ * Add the envelope to payload as outbox_insert() does and return the text
+ * of the row's payload (the caller frees it); the eventId goes to key_out.
+ */
+char *outbox_text(const char *event_type, json_t *payload, char key_out[37]);
+
+/*
+ * The same for a payload written with js_out (its own fields only): the
+ * envelope is added and the text returned, as outbox_text() would make it
+ * of that payload built with jansson.
+ */
+char *outbox_seal(
+    struct js_out *payload, const char *event_type, char key_out[37]);
+
+/* Insert ev[0..n) as PENDING rows; 0 or a db exit code. */
+int outbox_insert_many(struct db *db, const struct outbox_event *ev, size_t n);
 
 #endif

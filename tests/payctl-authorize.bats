@@ -427,6 +427,37 @@ req() {
 			.[0].merchantId == "M0" and .[0].schemaVersion == 1 and (.[0].eventId | length == 36)'
 }
 
+@test "stream: the events are written as payctl authorize writes them alone" {
+	local k p one many m=M\"1\\
+	k=$(new_key alone)
+	p=$(new_key stream)
+	run -0 payctl authorize -m "$m" -a 4200 -k "$k"
+	one=$(echo "$output" | jq .payment_id)
+	jq -cn --arg m "$m" --arg p "$p" '{merchantId: $m, amount: 4200, idempotencyKey: $p}' >"$BATS_TEST_TMPDIR/in"
+	run -0 payctl authorize - <"$BATS_TEST_TMPDIR/in"
+	many=$(echo "$output" | jq .payment_id)
+	# payloads SQL: sql's output with the backslashes its batch mode doubles
+	# made single again (a payload holds no tab or newline).
+	payloads() {
+		sql "$1" | sed 's/\\\\/\\/g'
+	}
+	# shape ID: each event's type and payload, the fields in their order,
+	# less what differs between two payments.
+	shape() {
+		payloads "SELECT event_key, event_type, payload FROM outbox_event WHERE aggregate_id = $1 ORDER BY event_id" |
+			while IFS=$'\t' read -r key type payload; do
+				echo "$payload" | jq -ce --arg key "$key" --arg type "$type" --argjson id "$1" '
+					select(.eventId == $key and .eventType == $type and .paymentId == $id) |
+					[keys_unsorted, del(.paymentId, .eventId, .occurredAt, .approvalNumber, .transactionId)]'
+			done
+	}
+	[ "$(shape "$one" | wc -l)" -eq 2 ]
+	[ "$(shape "$one")" = "$(shape "$many")" ]
+	# The same text as jansson writes it: compact, in that order.
+	[ "$(payloads "SELECT payload FROM outbox_event WHERE aggregate_id = $many" | jq -c .)" = \
+		"$(payloads "SELECT payload FROM outbox_event WHERE aggregate_id = $many")" ]
+}
+
 @test "stream: declines are results; -e makes the run exit 1" {
 	pg_control '{"endpoint":"authorize","fault":"fail"}' >/dev/null
 	req M1 100 "$(new_key d)" >"$BATS_TEST_TMPDIR/in"

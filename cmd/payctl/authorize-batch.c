@@ -1,8 +1,11 @@
 /*
  * authorize-batch: the statements of payctl authorize - that handle many
- * requests at once.  A batch travels as one JSON array parameter that
- * JSON_TABLE turns into rows, so each statement is prepared once and one
- * round trip serves the whole batch whatever its size.  STRAIGHT_JOIN keeps
+ * requests at once, each in one round trip whatever the batch's size.
+ * The inserts (the claims, the outbox events) are the server's bulk
+ * execution of a one-row statement with arrays of bound values.  The
+ * others take the batch as one JSON array parameter that JSON_TABLE turns
+ * into rows: a bulk UPDATE would run the whole statement once per row,
+ * which costs the server more than reading the JSON.  STRAIGHT_JOIN keeps
  * the JSON rows as the driving table, so every payment row is reached by
  * its primary or unique key.
  */
@@ -19,11 +22,7 @@
 static const char claim_sql[] =
     "INSERT IGNORE INTO payment (merchant_id, idempotency_key, amount,"
     " currency, auto_capture, status, lease_until, claim_token)"
-    " SELECT j.m, j.k, j.a, j.c, j.cap, 'PENDING',"
-    " NOW(6) + INTERVAL ? MICROSECOND, ?"
-    " FROM JSON_TABLE(?, '$[*]' COLUMNS (m VARCHAR(32) PATH '$.m',"
-    " k VARCHAR(64) PATH '$.k', a BIGINT PATH '$.a', c CHAR(3) PATH '$.c',"
-    " cap TINYINT PATH '$.cap')) j"
+    " VALUES (?, ?, ?, ?, ?, 'PENDING', NOW(6) + INTERVAL ? MICROSECOND, ?)"
     " RETURNING payment_id, merchant_id, idempotency_key, amount, currency,"
     " auto_capture, DATE_FORMAT(created_at, '%Y-%m-%dT%H:%i:%s.%fZ')";
 static const char existing_sql[] =
@@ -42,39 +41,21 @@ static const char release_sql[] =
     "DELETE p FROM " IDS " STRAIGHT_JOIN payment p ON p.payment_id = j.id"
     " WHERE p.status = 'PENDING' AND p.claim_token = j.t";
 /*
- * A finish batch is one JSON array, read by each statement for the fields
- * it needs: id, t (claim token), s (status), ap, tx, rc, rm (the gateway's
- * answer), m, a, c (the request), at (the time) and ev, the events to
- * write: k (eventId), t (eventType), s (the payload's status).
+ * A finish batch is an array of arrays, one per answered request: payment
+ * id, claim token, status, approval number, transaction id, response code
+ * and message.  Positions rather than names, so the server finds each
+ * value without comparing keys.
  */
 static const char finish_sql[] =
-    "UPDATE JSON_TABLE(?, '$[*]' COLUMNS (id BIGINT PATH '$.id',"
-    " t CHAR(36) PATH '$.t', s VARCHAR(20) PATH '$.s',"
-    " ap VARCHAR(32) PATH '$.ap', tx VARCHAR(64) PATH '$.tx',"
-    " rc VARCHAR(32) PATH '$.rc', rm VARCHAR(255) PATH '$.rm')) j"
+    "UPDATE JSON_TABLE(?, '$[*]' COLUMNS (id BIGINT PATH '$[0]',"
+    " t CHAR(36) PATH '$[1]', s VARCHAR(20) PATH '$[2]',"
+    " ap VARCHAR(32) PATH '$[3]', tx VARCHAR(64) PATH '$[4]',"
+    " rc VARCHAR(32) PATH '$[5]', rm VARCHAR(255) PATH '$[6]')) j"
     " STRAIGHT_JOIN payment p ON p.payment_id = j.id"
     " SET p.status = j.s, p.approval_number = j.ap, p.transaction_id = j.tx,"
     " p.pg_response_code = j.rc, p.pg_response_message = j.rm,"
     " p.lease_until = NULL, p.claim_token = NULL"
     " WHERE p.status = 'PENDING' AND p.claim_token = j.t";
-/*
- * The batched twin of outbox_insert(): the same row, and the payload with
- * the same fields and envelope (eventId, eventType, schemaVersion,
- * occurredAt), built by the server instead of jansson.  Each payment's
- * events come out in their order.
- */
-static const char events_sql[] =
-    "INSERT INTO outbox_event (event_key, aggregate_id, event_type, payload)"
-    " SELECT j.k, j.id, j.t, JSON_OBJECT('paymentId', j.id, 'status', j.s,"
-    " 'merchantId', j.m, 'amount', j.a, 'currency', j.c,"
-    " 'approvalNumber', j.ap, 'transactionId', j.tx, 'eventId', j.k,"
-    " 'eventType', j.t, 'schemaVersion', ?, 'occurredAt', j.at)"
-    " FROM JSON_TABLE(?, '$[*]' COLUMNS (id BIGINT PATH '$.id',"
-    " m VARCHAR(32) PATH '$.m', a BIGINT PATH '$.a', c CHAR(3) PATH '$.c',"
-    " ap VARCHAR(32) PATH '$.ap', tx VARCHAR(64) PATH '$.tx',"
-    " at VARCHAR(32) PATH '$.at', NESTED PATH '$.ev[*]' COLUMNS ("
-    " k CHAR(36) PATH '$.k', t VARCHAR(40) PATH '$.t',"
-    " s VARCHAR(20) PATH '$.s'))) j WHERE j.k IS NOT NULL";
 
 /* The text of a batch parameter; dies only when out of memory. */
 static char *
@@ -109,24 +90,30 @@ batch_status(const struct sreq *r)
 int
 batch_claim(struct db *db, struct sreq **v, size_t n)
 {
-	json_t *a = json_array();
-	char token[37], *s;
+	const char *merchants[BATCH], *keys[BATCH], *currencies[BATCH];
+	const char *tokens[BATCH];
+	int64_t amounts[BATCH], captures[BATCH], leases[BATCH];
+	int64_t lease = auth_lease_us();
+	char token[37];
 	struct sreq *r;
 	size_t i;
 	int rc;
 
+	if (n > BATCH)
+		diag_die(EX_SOFTWARE, "a claim batch of %zu requests", n);
+	outbox_uuid(token);
 	for (i = 0; i < n; i++) {
 		v[i]->state = SR_OTHER;
-		json_array_append_new(a,
-		    json_pack("{s:s, s:s, s:I, s:s, s:i}", "m", v[i]->merchant,
-		        "k", v[i]->key, "a", (json_int_t)v[i]->a.amount, "c",
-		        v[i]->currency, "cap", (int)v[i]->a.capture));
+		merchants[i] = v[i]->merchant;
+		keys[i] = v[i]->key;
+		amounts[i] = v[i]->a.amount;
+		currencies[i] = v[i]->currency;
+		captures[i] = v[i]->a.capture;
+		leases[i] = lease;
+		tokens[i] = token;
 	}
-	outbox_uuid(token);
-	s = text(a);
-	rc = db_query(db, claim_sql, "iss", auth_lease_us(), token, s);
-	free(s);
-	if (rc != 0)
+	if ((rc = db_bulk(db, claim_sql, n, "ssisiis", merchants, keys, amounts,
+	         currencies, captures, leases, tokens)) != 0)
 		return rc;
 	/*
 	 * Rows come back in insert order; a key twice in the batch is
@@ -232,52 +219,56 @@ batch_release(struct db *db, struct sreq **v, size_t n)
 	return run(db, release_sql, ids(v, n, failed));
 }
 
+/* The update rows of the answered requests of v that still hold a claim. */
 static json_t *
-event(const char *type, const char *status)
+rows(struct sreq **v, size_t n, size_t *count)
 {
-	char key[37];
-
-	outbox_uuid(key);
-	return json_pack("{s:s, s:s, s:s}", "k", key, "t", type, "s", status);
-}
-
-/* The finish batch of the answered requests of v. */
-static json_t *
-rows(struct sreq **v, size_t n, size_t *count, size_t *events)
-{
-	json_t *a = json_array(), *ev;
+	json_t *a = json_array();
 	const struct pg_result *res;
-	char now[32];
 	bool ok;
 	size_t i;
 
-	*count = *events = 0;
+	*count = 0;
 	for (i = 0; i < n; i++) {
 		res = &v[i]->res;
 		if (res->outcome == PG_ERROR || v[i]->state == SR_LOST)
 			continue;
 		ok = res->outcome == PG_APPROVED;
-		ev = json_array();
-		if (ok)
-			json_array_append_new(
-			    ev, event(EV_AUTHORIZED, "AUTHORIZED"));
-		if (ok && v[i]->a.capture)
-			json_array_append_new(ev,
-			    event(EV_CAPTURE_REQUESTED, "CAPTURE_REQUESTED"));
-		*events += json_array_size(ev);
-		outbox_now(now);
 		json_array_append_new(a,
-		    json_pack("{s:I, s:s, s:s, s:s?, s:s?, s:s, s:s, s:s, s:I, "
-		              "s:s, s:s, s:o}",
-		        "id", (json_int_t)v[i]->a.payment_id, "t",
-		        v[i]->a.token, "s", batch_status(v[i]), "ap",
-		        ok ? res->approval : NULL, "tx", ok ? res->txn : NULL,
-		        "rc", res->code, "rm", res->message, "m",
-		        v[i]->merchant, "a", (json_int_t)v[i]->a.amount, "c",
-		        v[i]->currency, "at", now, "ev", ev));
+		    json_pack("[I, s, s, s?, s?, s, s]",
+		        (json_int_t)v[i]->a.payment_id, v[i]->a.token,
+		        batch_status(v[i]), ok ? res->approval : NULL,
+		        ok ? res->txn : NULL, res->code, res->message));
 		++*count;
 	}
 	return a;
+}
+
+/*
+ * The outbox events of the approved requests of v that still hold a claim,
+ * as payctl authorize writes them one by one.
+ */
+static int
+events(struct db *db, struct sreq **v, size_t n)
+{
+	struct outbox_event *ev = xcalloc(2 * n + 1, sizeof(*ev));
+	size_t i, nev = 0;
+	int rc;
+
+	for (i = 0; i < n; i++) {
+		if (v[i]->res.outcome != PG_APPROVED || v[i]->state == SR_LOST)
+			continue;
+		auth_event(&ev[nev++], &v[i]->a, EV_AUTHORIZED, "AUTHORIZED",
+		    &v[i]->res);
+		if (v[i]->a.capture)
+			auth_event(&ev[nev++], &v[i]->a, EV_CAPTURE_REQUESTED,
+			    "CAPTURE_REQUESTED", &v[i]->res);
+	}
+	rc = outbox_insert_many(db, ev, nev);
+	for (i = 0; i < nev; i++)
+		free(ev[i].text);
+	free(ev);
+	return rc;
 }
 
 /*
@@ -315,16 +306,14 @@ lock_held(struct db *db, struct sreq **v, size_t n)
 static int
 finish(struct db *db, struct sreq **v, size_t n, bool careful, bool *retry)
 {
-	size_t i, count, events, nfailed = 0;
-	json_t *a;
+	size_t i, count, nfailed = 0;
 	char *s;
 	int rc;
 
 	*retry = false;
 	if (careful && (rc = lock_held(db, v, n)) != 0)
 		return rc;
-	a = rows(v, n, &count, &events);
-	s = text(a);
+	s = text(rows(v, n, &count));
 	rc = 0;
 	if (count > 0 && (rc = db_exec(db, finish_sql, "s", s)) == 0 &&
 	    db_affected(db) != count) {
@@ -333,10 +322,9 @@ finish(struct db *db, struct sreq **v, size_t n, bool careful, bool *retry)
 		free(s);
 		return 0;
 	}
-	if (rc == 0 && events > 0)
-		rc = db_exec(
-		    db, events_sql, "is", (int64_t)EVENT_SCHEMA_VERSION, s);
 	free(s);
+	if (rc == 0)
+		rc = events(db, v, n);
 	for (i = 0; i < n; i++) {
 		nfailed += v[i]->res.outcome == PG_ERROR;
 		if (!careful && answered(v[i]))

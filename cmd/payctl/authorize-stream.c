@@ -34,7 +34,6 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#define BATCH 256 /* requests per statement */
 #define FINISHERS 2 /* so the server works on two batches at once */
 #define BATCH_WAIT_MS 2 /* the longest a request waits for its batch */
 

@@ -110,25 +110,34 @@ auth_json(const struct auth *a, const char *status, const struct pg_result *res,
 	return payment_brief(&p, replayed);
 }
 
-/* The payload of PAYMENT_AUTHORIZED and PAYMENT_CAPTURE_REQUESTED. */
-static json_t *
-event(const struct auth *a, const char *status, const struct pg_result *res)
+void
+auth_event(struct outbox_event *ev, const struct auth *a, const char *type,
+    const char *status, const struct pg_result *res)
 {
-	return json_pack("{s:I, s:s, s:s, s:I, s:s, s:s, s:s}", "paymentId",
-	    (json_int_t)a->payment_id, "status", status, "merchantId",
-	    a->merchant, "amount", (json_int_t)a->amount, "currency",
-	    a->currency, "approvalNumber", res->approval, "transactionId",
-	    res->txn);
+	struct js_out o = { 0 };
+
+	js_out_int(&o, "paymentId", a->payment_id);
+	js_out_str(&o, "status", status);
+	js_out_str(&o, "merchantId", a->merchant);
+	js_out_int(&o, "amount", a->amount);
+	js_out_str(&o, "currency", a->currency);
+	js_out_str(&o, "approvalNumber", res->approval);
+	js_out_str(&o, "transactionId", res->txn);
+	ev->type = type;
+	ev->aggregate_id = a->payment_id;
+	ev->text = outbox_seal(&o, type, ev->key);
 }
 
 static int
 emit(struct db *db, const struct auth *a, const char *type, const char *status,
     const struct pg_result *res)
 {
-	json_t *ev = event(a, status, res);
-	int rc = outbox_insert(db, type, a->payment_id, ev, NULL);
+	struct outbox_event ev;
+	int rc;
 
-	json_decref(ev);
+	auth_event(&ev, a, type, status, res);
+	rc = outbox_insert_many(db, &ev, 1);
+	free(ev.text);
 	return rc;
 }
 

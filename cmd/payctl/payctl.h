@@ -6,6 +6,7 @@
 
 #include "breaker.h"
 #include "db.h"
+#include "outbox.h"
 #include "pg.h"
 #include "ratelimit.h"
 
@@ -154,6 +155,14 @@ int64_t auth_lease_us(void);
  */
 void auth_run(struct conn *c, struct http *h, const struct ratelimit *rl,
     struct auth *a, struct auth_out *out);
+
+/*
+ * The outbox row of an approved authorization's event: PAYMENT_AUTHORIZED
+ * with status AUTHORIZED, or PAYMENT_CAPTURE_REQUESTED with
+ * CAPTURE_REQUESTED (see outbox.h).  The caller frees ev->text.
+ */
+void auth_event(struct outbox_event *ev, const struct auth *a, const char *type,
+    const char *status, const struct pg_result *res);
 
 /* The result object of a finished authorization held by a. */
 json_t *auth_json(const struct auth *a, const char *status,

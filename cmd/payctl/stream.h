@@ -11,6 +11,8 @@
 
 #include <stddef.h>
 
+#define BATCH 256 /* requests per statement */
+
 struct sreq {
 	struct sreq *next;
 	struct auth a; /* points into the buffers below */

@@ -6,11 +6,13 @@
 #include "diag.h"
 #include "js.h"
 #include "kq.h"
+#include "outbox.h"
 #include "topics.h"
 #include "unit.h"
 
 #include <mysqld_error.h>
 #include <errmsg.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 static void
@@ -109,6 +111,95 @@ kafka_conf_refuses_bad_properties(void)
 		rd_kafka_conf_destroy(c);
 }
 
+static void
+makes_version_4_uuids(void)
+{
+	char u[37], prev[37] = "";
+	int i, j;
+
+	for (i = 0; i < 1000; i++) {
+		outbox_uuid(u);
+		CHECK(strlen(u) == 36);
+		for (j = 0; j < 36; j++)
+			CHECK(j == 8 || j == 13 || j == 18 || j == 23
+			        ? u[j] == '-'
+			        : strchr("0123456789abcdef", u[j]) != NULL);
+		CHECK(u[14] == '4');
+		CHECK(strchr("89ab", u[19]) != NULL);
+		CHECK(strcmp(u, prev) != 0);
+		memcpy(prev, u, sizeof(u));
+	}
+}
+
+/* Strings jansson escapes, or might be thought to. */
+static const char *const awkward[] = { "", "plain", "q\"uote", "back\\slash",
+	"/slash", "\b\f\n\r\t", "\x01\x1f\x7f",
+	"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x92\xb3", "\\u0041", "APP1A2B3C4D" };
+
+static void
+writes_objects_as_jansson_dumps_them(void)
+{
+	struct js_out o = { 0 };
+	json_t *j = json_object();
+	char key[8], *a, *b;
+	size_t i;
+
+	a = js_out_end(&o);
+	b = js_text(j);
+	CHECK_STR(a, b);
+	free(a);
+	free(b);
+	for (i = 0; i < sizeof(awkward) / sizeof(*awkward); i++) {
+		snprintf(key, sizeof(key), "k%zu", i);
+		js_out_str(&o, key, awkward[i]);
+		json_object_set_new(j, key, json_string(awkward[i]));
+		js_out_int(&o, awkward[i], (long long)i * -1000000007LL);
+		json_object_set_new(
+		    j, awkward[i], json_integer((json_int_t)i * -1000000007LL));
+	}
+	js_out_str(&o, "none", NULL);
+	json_object_set_new(j, "none", json_null());
+	js_out_int(&o, "min", INT64_MIN);
+	json_object_set_new(j, "min", json_integer(INT64_MIN));
+	a = js_out_end(&o);
+	b = js_text(j);
+	CHECK_STR(a, b);
+	CHECK(o.s == NULL && o.len == 0);
+	free(a);
+	free(b);
+	json_decref(j);
+}
+
+/* outbox_seal() adds to a js_out payload what outbox_text() adds. */
+static void
+seals_payloads_as_outbox_text_does(void)
+{
+	struct js_out o = { 0 };
+	char key[37], key2[37], *a, *b;
+	json_t *sealed, *p;
+
+	js_out_int(&o, "paymentId", 42);
+	js_out_str(&o, "merchantId", awkward[3]);
+	a = outbox_seal(&o, EV_AUTHORIZED, key);
+	sealed = json_loads(a, 0, NULL);
+	CHECK(sealed != NULL);
+	CHECK_STR(js_getstr(sealed, "eventId", NULL), key);
+	/* The same payload through jansson, with the same id and time. */
+	p = json_pack("{s:i, s:s, s:s}", "paymentId", 42, "merchantId",
+	    awkward[3], "eventId", key);
+	json_object_set_new(p, "eventType", json_string(EV_AUTHORIZED));
+	json_object_set_new(
+	    p, "schemaVersion", json_integer(EVENT_SCHEMA_VERSION));
+	json_object_set(p, "occurredAt", json_object_get(sealed, "occurredAt"));
+	b = outbox_text(EV_AUTHORIZED, p, key2);
+	CHECK_STR(a, b);
+	CHECK_STR(key2, key);
+	free(a);
+	free(b);
+	json_decref(p);
+	json_decref(sealed);
+}
+
 int
 main(void)
 {
@@ -119,6 +210,9 @@ main(void)
 	RUN(classifies_database_errors);
 	RUN(classifies_kafka_errors);
 	RUN(kafka_conf_refuses_bad_properties);
+	RUN(makes_version_4_uuids);
+	RUN(writes_objects_as_jansson_dumps_them);
+	RUN(seals_payloads_as_outbox_text_does);
 	conf_reset();
 	UNIT_END();
 }
