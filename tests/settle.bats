@@ -337,8 +337,13 @@ many_calls() {
 }
 
 @test "many settlements in flight at once: one gateway call and one event per payment" {
+	# Generous timeouts: 256 calls at once on a loaded machine must not
+	# time out, which would leave them for the next pass.
+	export PAY_PG_CONNECT_TIMEOUT=10s PAY_PG_TIMEOUT=30s
 	many 300
 	run -0 --separate-stderr settle --once -v -c 256 -g "$(group a)"
+	# Shown if the test fails: what did not settle, and why.
+	grep -v ' applied\| settled ' <<<"$stderr" | tail -n 20 >&2
 	# The pass claimed every call it was allowed at once.
 	[[ $stderr == *"settle: claimed 256 due settlements, 256 to call"* ]]
 	[ "$(many_captured 300)" = 300 ]
