@@ -6,6 +6,7 @@
 #include "js.h"
 #include "topics.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,21 +17,62 @@ static const char insert_event[] =
     "INSERT INTO outbox_event (event_key, aggregate_id, event_type, payload)"
     " VALUES (?, ?, ?, ?)";
 
+/*
+ * Random bytes come from getrandom() a pool at a time: one system call per
+ * sixteen UUIDs instead of one each.  A forked child refills before it
+ * hands out a byte, so parent and child never share a key.
+ */
+static unsigned long fork_gen;
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
+static void
+forked(void)
+{
+	fork_gen++;
+}
+
+static void
+on_fork(void)
+{
+	pthread_atfork(NULL, NULL, forked);
+}
+
+static void
+random_bytes(unsigned char *out, size_t len)
+{
+	static _Thread_local unsigned char pool[256];
+	static _Thread_local size_t left;
+	static _Thread_local unsigned long gen;
+	size_t got;
+	ssize_t n;
+
+	pthread_once(&fork_once, on_fork);
+	if (gen != fork_gen) {
+		gen = fork_gen;
+		left = 0;
+	}
+	if (left < len) {
+		for (got = 0; got < sizeof(pool); got += (size_t)n)
+			if ((n = getrandom(pool + got, sizeof(pool) - got, 0)) <
+			    0)
+				diag_die(EX_SOFTWARE, "getrandom failed");
+		left = sizeof(pool);
+	}
+	memcpy(out, pool + sizeof(pool) - left, len);
+	/* Handed out once: wipe them, as a core dump must not show them. */
+	memset(pool + sizeof(pool) - left, 0, len);
+	left -= len;
+}
+
 void
 outbox_uuid(char out[37])
 {
 	static const char hex[] = "0123456789abcdef";
 	unsigned char b[16];
-	size_t got = 0, i;
-	ssize_t n;
+	size_t i;
 	char *o;
 
-	while (got < sizeof(b)) {
-		n = getrandom(b + got, sizeof(b) - got, 0);
-		if (n < 0)
-			diag_die(EX_SOFTWARE, "getrandom failed");
-		got += (size_t)n;
-	}
+	random_bytes(b, sizeof(b));
 	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
 	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
 	/* 8-4-4-4-12 hex digits; by hand, as snprintf() took longer. */

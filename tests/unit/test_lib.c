@@ -14,6 +14,9 @@
 #include <errmsg.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static void
 maps_event_types_to_topics(void)
@@ -131,6 +134,29 @@ makes_version_4_uuids(void)
 	}
 }
 
+/* The pool of random bytes is not shared with a forked child. */
+static void
+forked_children_make_their_own_uuids(void)
+{
+	char mine[37], theirs[37] = "";
+	int fd[2], status;
+	pid_t pid;
+
+	outbox_uuid(mine); /* the pool is filled before the fork */
+	CHECK(pipe(fd) == 0);
+	if ((pid = fork()) == 0) {
+		outbox_uuid(mine);
+		_exit(write(fd[1], mine, 36) == 36 ? 0 : 1);
+	}
+	CHECK(pid > 0);
+	close(fd[1]);
+	CHECK(read(fd[0], theirs, 36) == 36);
+	close(fd[0]);
+	CHECK(waitpid(pid, &status, 0) == pid && status == 0);
+	outbox_uuid(mine);
+	CHECK(strcmp(mine, theirs) != 0);
+}
+
 /* Strings jansson escapes, or might be thought to. */
 static const char *const awkward[] = { "", "plain", "q\"uote", "back\\slash",
 	"/slash", "\b\f\n\r\t", "\x01\x1f\x7f",
@@ -211,6 +237,7 @@ main(void)
 	RUN(classifies_kafka_errors);
 	RUN(kafka_conf_refuses_bad_properties);
 	RUN(makes_version_4_uuids);
+	RUN(forked_children_make_their_own_uuids);
 	RUN(writes_objects_as_jansson_dumps_them);
 	RUN(seals_payloads_as_outbox_text_does);
 	conf_reset();
