@@ -6,6 +6,13 @@
 #include "diag.h"
 
 #include <curl/curl.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,16 +166,32 @@ http_is_failure(const struct http_reply *r)
 	return r->status == 0 || r->status >= 500;
 }
 
-/* The multi client. */
+/*
+ * The multi client, driven by libcurl's socket interface: epoll says which
+ * connections are ready and only those are moved along.  curl_multi_perform()
+ * would look at every call in flight each time round, one poll() each.
+ */
 
 struct http_multi {
 	CURLM *multi;
 	struct curl_slist *headers;
+	int ep; /* epoll: the calls' sockets and the wakeup */
+	int wake; /* eventfd */
+	int64_t deadline; /* libcurl's timer, CLOCK_MONOTONIC ms; -1 none */
 	CURL **idle; /* easy handles done with, kept for their connections */
 	size_t nidle, cap;
 	struct http_call **busy; /* the calls in flight */
 	size_t nbusy, busycap;
 };
+
+static int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static size_t
 collect_call(char *data, size_t size, size_t n, void *arg)
@@ -188,15 +211,66 @@ collect_call(char *data, size_t size, size_t n, void *arg)
 	return len;
 }
 
+/* libcurl: watch s for what, or stop watching it. */
+static int
+on_socket(CURL *e, curl_socket_t s, int what, void *arg, void *known)
+{
+	struct http_multi *m = arg;
+	struct epoll_event ev = { 0 };
+
+	(void)e;
+	if (what == CURL_POLL_REMOVE) {
+		epoll_ctl(m->ep, EPOLL_CTL_DEL, s, NULL);
+		curl_multi_assign(m->multi, s, NULL);
+		return 0;
+	}
+	ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0) |
+	    (what & CURL_POLL_OUT ? EPOLLOUT : 0);
+	ev.data.fd = s;
+	if (known == NULL) {
+		if (epoll_ctl(m->ep, EPOLL_CTL_ADD, s, &ev) != 0 &&
+		    errno == EEXIST)
+			epoll_ctl(m->ep, EPOLL_CTL_MOD, s, &ev);
+		curl_multi_assign(m->multi, s, m);
+	} else {
+		epoll_ctl(m->ep, EPOLL_CTL_MOD, s, &ev);
+	}
+	return 0;
+}
+
+/* libcurl: call back in ms (0 at once), or never (-1). */
+static int
+on_timer(CURLM *multi, long ms, void *arg)
+{
+	struct http_multi *m = arg;
+
+	(void)multi;
+	m->deadline = ms < 0 ? -1 : mono_ms() + ms;
+	return 0;
+}
+
 struct http_multi *
 http_multi_new(void)
 {
 	struct http_multi *m;
+	struct epoll_event ev = { .events = EPOLLIN };
 
 	pthread_once(&once, global_init);
 	m = xcalloc(1, sizeof(*m));
 	if ((m->multi = curl_multi_init()) == NULL)
 		diag_die(EX_SOFTWARE, "curl_multi_init failed");
+	if ((m->ep = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
+	    (m->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
+		diag_die(
+		    EX_OSERR, "cannot make an event loop: %s", strerror(errno));
+	ev.data.fd = m->wake;
+	if (epoll_ctl(m->ep, EPOLL_CTL_ADD, m->wake, &ev) != 0)
+		diag_die(EX_OSERR, "epoll_ctl: %s", strerror(errno));
+	m->deadline = -1;
+	curl_multi_setopt(m->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+	curl_multi_setopt(m->multi, CURLMOPT_SOCKETDATA, m);
+	curl_multi_setopt(m->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+	curl_multi_setopt(m->multi, CURLMOPT_TIMERDATA, m);
 	m->headers = json_headers();
 	return m;
 }
@@ -216,6 +290,8 @@ http_multi_free(struct http_multi *m)
 	free(m->idle);
 	curl_multi_cleanup(m->multi);
 	curl_slist_free_all(m->headers);
+	close(m->ep);
+	close(m->wake);
 	free(m);
 }
 
@@ -233,13 +309,14 @@ http_multi_post(struct http_multi *m, struct http_call *c)
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect_call);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
 	curl_easy_setopt(e, CURLOPT_PRIVATE, c);
-	curl_multi_add_handle(m->multi, e);
 	if (m->nbusy == m->busycap) {
 		m->busycap = m->busycap ? m->busycap * 2 : 64;
 		m->busy = xrealloc(m->busy, m->busycap * sizeof(*m->busy));
 	}
 	c->slot = m->nbusy;
 	m->busy[m->nbusy++] = c;
+	/* Sets the timer to 0: the next http_multi_run() starts the call. */
+	curl_multi_add_handle(m->multi, e);
 }
 
 static void
@@ -267,23 +344,67 @@ call_done(struct http_multi *m, CURL *e, CURLcode cc)
 	c->done(c, rc, &r);
 }
 
-long
-http_multi_run(struct http_multi *m, int ms)
+static void
+reap(struct http_multi *m)
 {
 	CURLMsg *msg;
-	int left, still;
+	int left;
 
-	curl_multi_perform(m->multi, &still);
 	while ((msg = curl_multi_info_read(m->multi, &left)) != NULL)
 		if (msg->msg == CURLMSG_DONE)
 			call_done(m, msg->easy_handle, msg->data.result);
-	if (ms > 0)
-		curl_multi_poll(m->multi, NULL, 0, ms, NULL);
+}
+
+/* libcurl's timer, if it has run out. */
+static void
+timer_due(struct http_multi *m)
+{
+	int still;
+
+	if (m->deadline >= 0 && mono_ms() >= m->deadline) {
+		m->deadline = -1;
+		curl_multi_socket_action(
+		    m->multi, CURL_SOCKET_TIMEOUT, 0, &still);
+	}
+}
+
+long
+http_multi_run(struct http_multi *m, int ms)
+{
+	struct epoll_event ev[64];
+	int64_t wait = ms < 0 ? 0 : ms, now;
+	uint64_t junk;
+	int i, n, flags, still;
+
+	timer_due(m);
+	reap(m);
+	if (m->deadline >= 0 && (now = mono_ms()) + wait > m->deadline)
+		wait = m->deadline > now ? m->deadline - now : 0;
+	n = epoll_wait(m->ep, ev, 64, (int)wait);
+	for (i = 0; i < n; i++) {
+		if (ev[i].data.fd == m->wake) {
+			if (read(m->wake, &junk, sizeof(junk)) < 0 &&
+			    errno != EAGAIN)
+				diag_warn("eventfd: %s", strerror(errno));
+			continue;
+		}
+		flags = (ev[i].events & EPOLLIN ? CURL_CSELECT_IN : 0) |
+		    (ev[i].events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
+		    (ev[i].events & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR
+		                                          : 0);
+		curl_multi_socket_action(
+		    m->multi, ev[i].data.fd, flags, &still);
+	}
+	timer_due(m);
+	reap(m);
 	return (long)m->nbusy;
 }
 
 void
 http_multi_wakeup(struct http_multi *m)
 {
-	curl_multi_wakeup(m->multi);
+	uint64_t one = 1;
+
+	if (write(m->wake, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		diag_warn("eventfd: %s", strerror(errno));
 }

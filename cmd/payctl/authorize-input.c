@@ -16,7 +16,7 @@ sreq_free(struct sreq *r)
 {
 	json_decref(r->rid);
 	free(r->body);
-	free(r->reply);
+	free(r->hc.buf);
 	free(r);
 }
 

@@ -7,7 +7,8 @@
  *              multi-row insert), replays keys already final, and hands
  *              the claimed requests to the gateway loop;
  *   gateway    (the main thread) keeps up to --concurrency calls in
- *              flight with libcurl multi and classifies the answers;
+ *              flight (lib/http's multi client) and classifies the
+ *              answers;
  *   finisher   records the answers in batches, one transaction each, and
  *              prints the results;
  *   slow       takes the rare requests whose key is held by a PENDING row
@@ -25,7 +26,6 @@
 #include "js.h"
 #include "stream.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -49,8 +49,8 @@ static struct {
 	size_t inflight, max_inflight;
 	bool reader_done, gw_done;
 	int finishers; /* still running */
-	CURLM *multi;
-	long concurrency;
+	struct http_multi *hm;
+	long concurrency, running; /* running: the gateway thread's */
 	struct ratelimit rl;
 	char *url;
 	struct lines in; /* the reader's */
@@ -266,7 +266,7 @@ claim(struct conn *c, struct sreq **v, size_t n)
 	}
 	pthread_cond_signal(&S.slow);
 	pthread_mutex_unlock(&S.mu);
-	curl_multi_wakeup(S.multi);
+	http_multi_wakeup(S.hm);
 	for (i = 0; i < n; i++)
 		if (v[i]->state == SR_DONE)
 			done(v[i]);
@@ -351,47 +351,11 @@ reader(void *arg)
 	S.reader_done = true;
 	pthread_cond_broadcast(&S.slow);
 	pthread_mutex_unlock(&S.mu);
-	curl_multi_wakeup(S.multi);
+	http_multi_wakeup(S.hm);
 	return NULL;
 }
 
-/* Gateway: calls in flight with libcurl multi. */
-
-static size_t
-collect(char *data, size_t size, size_t n, void *arg)
-{
-	struct sreq *r = arg;
-	size_t len = size * n;
-
-	if (r->len + len > 1 << 20)
-		return 0;
-	if (r->len + len + 1 > r->cap) {
-		r->cap = (r->len + len + 1) * 2;
-		r->reply = xrealloc(r->reply, r->cap);
-	}
-	memcpy(r->reply + r->len, data, len);
-	r->len += len;
-	r->reply[r->len] = '\0';
-	return len;
-}
-
-static CURL *
-new_easy(struct curl_slist *headers)
-{
-	CURL *e = curl_easy_init();
-
-	if (e == NULL)
-		diag_die(EX_SOFTWARE, "curl_easy_init failed");
-	curl_easy_setopt(e, CURLOPT_URL, S.url);
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
-	curl_easy_setopt(
-	    e, CURLOPT_CONNECTTIMEOUT_MS, (long)conf_ms("pg_connect_timeout"));
-	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)conf_ms("pg_timeout"));
-	curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
-	return e;
-}
+/* Gateway: calls in flight with lib/http's multi client. */
 
 static void
 to_finisher(struct sreq *r)
@@ -402,51 +366,29 @@ to_finisher(struct sreq *r)
 	pthread_mutex_unlock(&S.mu);
 }
 
-/* Classify a finished call as lib/http would have. */
+/* A call is over: classify the answer and pass it on. */
 static void
-answered(CURL *e, CURLcode cc)
+answered(struct http_call *c, int rc, const struct http_reply *hr)
 {
-	struct http_reply hr = { 0 };
-	struct sreq *r;
-	double secs = 0;
-	int rc = 0;
+	struct sreq *r = c->arg;
 
-	curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&r);
-	curl_easy_getinfo(e, CURLINFO_TOTAL_TIME, &secs);
-	hr.ms = secs * 1000.0;
-	if (cc != CURLE_OK) {
-		snprintf(hr.err, sizeof(hr.err), "%s", curl_easy_strerror(cc));
-		hr.timed_out = cc == CURLE_OPERATION_TIMEDOUT;
-		rc = hr.timed_out ? EX_TEMPFAIL : EX_UNAVAILABLE;
-	} else {
-		curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &hr.status);
-		hr.body = r->reply ? r->reply : "";
-		hr.len = r->len;
-	}
-	pg_classify(PG_AUTHORIZE, rc, &hr, &r->res);
+	pg_classify(PG_AUTHORIZE, rc, hr, &r->res);
 	gw_record(&r->bc, &r->res);
+	S.running--;
 	to_finisher(r);
 }
 
 static void
 gateway(void)
 {
-	struct curl_slist *headers = NULL;
 	struct pg_request q = { 0 };
-	CURL **pool = xcalloc((size_t)S.concurrency, sizeof(*pool));
-	long npool = 0, running = 0;
 	struct sreq *r;
-	CURLMsg *msg;
-	CURLcode cc;
-	CURL *e;
 	bool over;
-	int left, still;
 
-	headers = curl_slist_append(headers, "Content-Type: application/json");
-	headers = curl_slist_append(headers, "Expect:");
 	for (;;) {
 		pthread_mutex_lock(&S.mu);
-		while (running < S.concurrency && (r = pop(&S.gw_q)) != NULL) {
+		while (
+		    S.running < S.concurrency && (r = pop(&S.gw_q)) != NULL) {
 			pthread_mutex_unlock(&S.mu);
 			if (!gw_permit(&r->bc, &r->res)) {
 				to_finisher(r);
@@ -456,39 +398,21 @@ gateway(void)
 				q.currency = r->currency;
 				q.key = r->key;
 				r->body = pg_body(PG_AUTHORIZE, &q);
-				e = npool ? pool[--npool] : new_easy(headers);
-				curl_easy_setopt(
-				    e, CURLOPT_POSTFIELDS, r->body);
-				curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE,
-				    (long)strlen(r->body));
-				curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
-				curl_easy_setopt(e, CURLOPT_PRIVATE, r);
-				curl_multi_add_handle(S.multi, e);
-				running++;
+				r->hc.url = S.url;
+				r->hc.body = r->body;
+				r->hc.done = answered;
+				r->hc.arg = r;
+				S.running++;
+				http_multi_post(S.hm, &r->hc);
 			}
 			pthread_mutex_lock(&S.mu);
 		}
-		over = S.reader_done && S.gw_q.n == 0 && running == 0;
+		over = S.reader_done && S.gw_q.n == 0 && S.running == 0;
 		pthread_mutex_unlock(&S.mu);
 		if (over)
 			break;
-		curl_multi_perform(S.multi, &still);
-		while ((msg = curl_multi_info_read(S.multi, &left)) != NULL) {
-			if (msg->msg != CURLMSG_DONE)
-				continue;
-			e = msg->easy_handle;
-			cc = msg->data.result;
-			curl_multi_remove_handle(S.multi, e);
-			answered(e, cc);
-			pool[npool++] = e;
-			running--;
-		}
-		curl_multi_poll(S.multi, NULL, 0, 1000, NULL);
+		http_multi_run(S.hm, 1000);
 	}
-	while (npool > 0)
-		curl_easy_cleanup(pool[--npool]);
-	free(pool);
-	curl_slist_free_all(headers);
 	pthread_mutex_lock(&S.mu);
 	S.gw_done = true;
 	pthread_cond_broadcast(&S.fin);
@@ -659,7 +583,7 @@ auth_stream(bool exit_status, long concurrency)
 	/* http_new() initialises libcurl once, before any thread starts. */
 	sa.h = http_new();
 	json_object_seed(0);
-	S.multi = curl_multi_init();
+	S.hm = http_multi_new();
 	S.concurrency = concurrency;
 	/* Enough to keep the gateway busy while batches are recorded. */
 	S.max_inflight = 2 * (size_t)concurrency + 2 * BATCH;
@@ -682,7 +606,7 @@ auth_stream(bool exit_status, long concurrency)
 	pthread_join(ts, NULL);
 	gw_close();
 	db_close(cb.db);
-	curl_multi_cleanup(S.multi);
+	http_multi_free(S.hm);
 	http_close(sa.h);
 	db_close(cr.db);
 	db_close(sa.c.db);

@@ -6,6 +6,7 @@
 #ifndef PAYCTL_STREAM_H
 #define PAYCTL_STREAM_H
 
+#include "http.h"
 #include "lines.h"
 #include "payctl.h"
 
@@ -23,8 +24,7 @@ struct sreq {
 	char currency[4];
 	/* Gateway call. */
 	char *body;
-	char *reply;
-	size_t len, cap;
+	struct http_call hc;
 	struct pg_result res;
 	struct breaker_call bc;
 	/* Batch bookkeeping. */
