@@ -61,6 +61,11 @@ struct relay {
 	rd_kafka_resp_err_t kerr; /* the last error the client reported */
 	char kmsg[256];
 	bool fatal;
+	/*
+	 * Every broker went away (librdkafka said so) and none has
+	 * acknowledged a message since: CLOCK_MONOTONIC seconds, or 0.
+	 */
+	double brokers_down;
 	char error[1024];
 	char *buf; /* JSON arrays for the statements */
 	size_t buflen, bufcap;

@@ -33,6 +33,7 @@ on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 	r->outstanding--;
 	w->err = m->err;
 	if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+		r->brokers_down = 0;
 		w->state = w->dlq ? S_GONE : S_OK;
 		return;
 	}
@@ -49,6 +50,8 @@ on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 	snprintf(r->kmsg, sizeof(r->kmsg), "%s", reason);
 	if (err == RD_KAFKA_RESP_ERR__FATAL)
 		r->fatal = true;
+	if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN && r->brokers_down == 0)
+		r->brokers_down = now_s();
 	diag_info(2, "kafka: %s", reason);
 }
 
@@ -226,17 +229,38 @@ send_row(struct relay *r, struct row *w)
  * Every report comes within message.timeout.ms; should one not, purge it
  * (it then reports as failed) rather than mark rows on a guess.  Polled,
  * not rd_kafka_flush(): in librdkafka 2.0.2 a flush takes 10 ms at least.
+ *
+ * With every broker down, waiting out message.timeout.ms only delays what
+ * is already known: after a grace of BROKERS_DOWN_GRACE_S without an
+ * acknowledgement, the messages still queued are purged and report as
+ * failed (not published, sent again later), so the breaker hears of the
+ * outage in about a second.  A message that may have reached a broker
+ * before it went away is sent again too; consumers dedupe by eventId.
  */
+#define BROKERS_DOWN_GRACE_S 1.0
+
 static void
 await_reports(struct relay *r)
 {
 	double limit = (double)conf_ms("kafka_message_timeout") / 1000 + 30;
-	double t0 = now_s();
+	double t0 = now_s(), t;
 	int purged = 0;
 
 	while (r->outstanding > 0) {
 		rd_kafka_poll(r->rk, 100);
-		if (now_s() - t0 < limit)
+		t = now_s();
+		if (r->brokers_down > 0 && r->outstanding > 0 &&
+		    t - r->brokers_down >= BROKERS_DOWN_GRACE_S &&
+		    t - t0 >= BROKERS_DOWN_GRACE_S) {
+			diag_info(1,
+			    "kafka: every broker is down; %zu "
+			    "messages failed without waiting for "
+			    "their timeout",
+			    r->outstanding);
+			rd_kafka_purge(r->rk, RD_KAFKA_PURGE_F_QUEUE);
+			continue;
+		}
+		if (t - t0 < limit)
 			continue;
 		if (purged++ > 5)
 			diag_die(EX_SOFTWARE, "%zu delivery reports never came",
