@@ -257,7 +257,8 @@ await_reports(struct relay *r)
 			    "messages failed without waiting for "
 			    "their timeout",
 			    r->outstanding);
-			rd_kafka_purge(r->rk, RD_KAFKA_PURGE_F_QUEUE);
+			rd_kafka_purge(r->rk,
+			    RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
 			continue;
 		}
 		if (t - t0 < limit)
