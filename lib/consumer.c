@@ -383,6 +383,12 @@ open_kafka(struct run *r)
 
 	if ((c = kq_conf(r->o->name, why, sizeof(why))) == NULL ||
 	    set_default(c, "auto.offset.reset", "earliest", why, sizeof(why)) ||
+	    /*
+	     * A broker that holds an empty fetch for its whole wait (the dev
+	     * broker does, librdkafka's default is 500 ms) would add that to
+	     * every hop of the pipeline; Kafka answers as soon as data comes.
+	     */
+	    set_default(c, "fetch.wait.max.ms", "20", why, sizeof(why)) ||
 	    kq_set(c, "group.id", r->o->group, why, sizeof(why)) ||
 	    kq_set(c, "enable.auto.commit", "false", why, sizeof(why)) ||
 	    kq_set(c, "enable.auto.offset.store", "false", why, sizeof(why)) ||
