@@ -33,6 +33,9 @@ fixture() {
 	(8, 'e8', 6, 'PAYMENT_AUTHORIZED', '{}', 'PUBLISHED', 1, NOW(6) - INTERVAL 11 SECOND, NOW(6) - INTERVAL 10 SECOND),
 	(9, 'e9', 7, 'PAYMENT_AUTHORIZED', '{}', 'PUBLISHED', 1, NOW(6) - INTERVAL 11 SECOND, NOW(6) - INTERVAL 10 SECOND),
 	(10, 'e10', 8, 'PAYMENT_AUTHORIZED', '{}', 'PUBLISHED', 1, NOW(6) - INTERVAL 11 SECOND, NOW(6) - INTERVAL 10 SECOND);
+	-- A published row's next_attempt_at is its published_at (0009).
+	UPDATE outbox_event SET next_attempt_at = published_at
+		WHERE status = 'PUBLISHED';
 	INSERT INTO outbox_event (event_id, event_key, aggregate_id, event_type,
 		payload, status, attempts, created_at) VALUES
 	(11, 'e11', 8, 'PAYMENT_CAPTURE_REQUESTED', '{}', 'PENDING', 2, NOW(6) - INTERVAL 120 SECOND),
@@ -282,11 +285,12 @@ aligned() {
 	run -0 dbstat -s ledger
 	echo "$output" | jq -e '.ledger | .payments_match and .in_flight_payments == 1'
 	sql "UPDATE outbox_event SET status = 'PUBLISHED',
-		published_at = NOW(6) - INTERVAL 10 SECOND WHERE event_id = 100"
+		published_at = NOW(6) - INTERVAL 10 SECOND,
+		next_attempt_at = NOW(6) - INTERVAL 10 SECOND WHERE event_id = 100"
 	run -0 dbstat -s ledger
 	echo "$output" | jq -e '.ledger.in_flight_payments == 1'
-	sql "UPDATE outbox_event SET published_at = NOW(6) - INTERVAL 10 MINUTE
-		WHERE event_id = 100"
+	sql "UPDATE outbox_event SET published_at = NOW(6) - INTERVAL 10 MINUTE,
+		next_attempt_at = NOW(6) - INTERVAL 10 MINUTE WHERE event_id = 100"
 	run -1 dbstat -s ledger
 	echo "$output" | jq -e '.ledger | .in_flight_payments == 0 and
 		.mismatches == [{"payment_id": 100, "currency": "KRW",
