@@ -34,10 +34,13 @@
  * including a timeout that may have persisted it, leaves it PENDING to be
  * sent again (consumers drop repeats by eventId).  A crash before the
  * commit also means repeats, never losses.  A row leaving PENDING gets
- * next_attempt_at = NOW(6), the same NOW(6) as published_at for PUBLISHED
- * rows: ix_outbox_due then also orders published and dead rows by when
- * they left, for the purge and dbstat (migration 0009), and the move in
- * that index is the one a status change costs anyway.
+ * next_attempt_at = NOW(6), the time it was published or dead-lettered
+ * (migration 0009): ix_outbox_due then also orders published and dead rows
+ * by when they left, for the purge and dbstat, and the move in that index
+ * is the one a status change costs anyway.  published_at is a virtual
+ * column, a PUBLISHED row's next_attempt_at; status is CHAR(10), the same
+ * size whatever it says.  So the marking UPDATE keeps each row's size and
+ * InnoDB changes it in place.
  *
  * Failures.  A failed delivery costs the row an attempt and a backoff.
  * But when every delivery of a batch failed for want of Kafka (unreachable,
@@ -105,8 +108,7 @@ static const char published_sql[] =
     "UPDATE JSON_TABLE(?, '$[*]' COLUMNS (id BIGINT PATH '$')) AS j"
     " STRAIGHT_JOIN outbox_event o FORCE INDEX (PRIMARY)"
     " ON o.event_id = j.id"
-    " SET o.status = 'PUBLISHED', o.published_at = NOW(6),"
-    " o.next_attempt_at = NOW(6)";
+    " SET o.status = 'PUBLISHED', o.next_attempt_at = NOW(6)";
 
 /* A null error keeps last_error (a dead-letter record that failed). */
 static const char retry_sql[] =

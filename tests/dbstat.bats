@@ -22,7 +22,7 @@ fixture() {
 	(9, 'm1', 'k9', 800, 'KRW', 'CAPTURE_FAILED', 0, 0);
 
 	INSERT INTO outbox_event (event_id, event_key, aggregate_id, event_type,
-		payload, status, attempts, created_at, published_at) VALUES
+		payload, status, attempts, created_at, next_attempt_at) VALUES
 	(1, 'e1', 1, 'PAYMENT_CAPTURED', '{}', 'PUBLISHED', 1, NOW(6) - INTERVAL 11 MINUTE, NOW(6) - INTERVAL 10 MINUTE),
 	(2, 'e2', 2, 'PAYMENT_CAPTURED', '{}', 'PUBLISHED', 1, NOW(6) - INTERVAL 11 MINUTE, NOW(6) - INTERVAL 10 MINUTE),
 	(3, 'e3', 3, 'PAYMENT_CAPTURED', '{}', 'PUBLISHED', 1, NOW(6) - INTERVAL 11 MINUTE, NOW(6) - INTERVAL 10 MINUTE),
@@ -33,9 +33,6 @@ fixture() {
 	(8, 'e8', 6, 'PAYMENT_AUTHORIZED', '{}', 'PUBLISHED', 1, NOW(6) - INTERVAL 11 SECOND, NOW(6) - INTERVAL 10 SECOND),
 	(9, 'e9', 7, 'PAYMENT_AUTHORIZED', '{}', 'PUBLISHED', 1, NOW(6) - INTERVAL 11 SECOND, NOW(6) - INTERVAL 10 SECOND),
 	(10, 'e10', 8, 'PAYMENT_AUTHORIZED', '{}', 'PUBLISHED', 1, NOW(6) - INTERVAL 11 SECOND, NOW(6) - INTERVAL 10 SECOND);
-	-- A published row's next_attempt_at is its published_at (0009).
-	UPDATE outbox_event SET next_attempt_at = published_at
-		WHERE status = 'PUBLISHED';
 	INSERT INTO outbox_event (event_id, event_key, aggregate_id, event_type,
 		payload, status, attempts, created_at) VALUES
 	(11, 'e11', 8, 'PAYMENT_CAPTURE_REQUESTED', '{}', 'PENDING', 2, NOW(6) - INTERVAL 120 SECOND),
@@ -285,12 +282,11 @@ aligned() {
 	run -0 dbstat -s ledger
 	echo "$output" | jq -e '.ledger | .payments_match and .in_flight_payments == 1'
 	sql "UPDATE outbox_event SET status = 'PUBLISHED',
-		published_at = NOW(6) - INTERVAL 10 SECOND,
 		next_attempt_at = NOW(6) - INTERVAL 10 SECOND WHERE event_id = 100"
 	run -0 dbstat -s ledger
 	echo "$output" | jq -e '.ledger.in_flight_payments == 1'
-	sql "UPDATE outbox_event SET published_at = NOW(6) - INTERVAL 10 MINUTE,
-		next_attempt_at = NOW(6) - INTERVAL 10 MINUTE WHERE event_id = 100"
+	sql "UPDATE outbox_event SET next_attempt_at = NOW(6) - INTERVAL 10 MINUTE
+		WHERE event_id = 100"
 	run -1 dbstat -s ledger
 	echo "$output" | jq -e '.ledger | .in_flight_payments == 0 and
 		.mismatches == [{"payment_id": 100, "currency": "KRW",
