@@ -91,8 +91,9 @@ static const char claim_sql[] = CLAIM_FROM CLAIM_ORDER;
  * InnoDB's purge removes them, and a claim from the start steps over all of
  * them (in a backlog, ever more per batch, about as many microseconds).
  */
-static const char claim_resume_sql[] = CLAIM_FROM
-    " AND (next_attempt_at > ? OR (next_attempt_at = ? AND event_id > ?))" CLAIM_ORDER;
+static const char claim_resume_sql[] =
+    CLAIM_FROM " AND (next_attempt_at > ?"
+               " OR (next_attempt_at = ? AND event_id > ?))" CLAIM_ORDER;
 
 /*
  * Per claimed payment [agg, lo, hi]: its lowest and highest claimed ids.
@@ -216,6 +217,12 @@ relay_session(struct db *db)
 	if ((rc = db_run(db,
 	         "SET SESSION TRANSACTION ISOLATION LEVEL "
 	         "READ COMMITTED")) != 0)
+		return rc;
+	/*
+	 * UTC, so that the times the claim reads back to resume from compare
+	 * exactly (no hour repeats), and created_at's "Z" is true.
+	 */
+	if ((rc = db_run(db, "SET SESSION time_zone = '+00:00'")) != 0)
 		return rc;
 	/* Long enough for the slowest batch: every report has come back. */
 	return db_exec(db, idle_sql, "i", (int64_t)(2 * secs + 60));
@@ -382,7 +389,7 @@ claim(struct relay *r)
 	}
 	if (rc < 0)
 		return -rc;
-	/* Resume next time only after a full batch (see relay_batch). */
+	/* Resume next time only after a full batch (undone by a rollback). */
 	r->from = (int64_t)r->nrows == limit;
 	/* Nothing after the last batch: look from the start at once. */
 	if (resumed && r->nrows == 0)
