@@ -90,6 +90,7 @@ static const char claim_sql[] = CLAIM_FROM CLAIM_ORDER;
  * rows leave delete-marked entries at the start of the PENDING range until
  * InnoDB's purge removes them, and a claim from the start steps over all of
  * them (in a backlog, ever more per batch, about as many microseconds).
+ * The time read back compares exactly: every session is in UTC (db.c).
  */
 static const char claim_resume_sql[] =
     CLAIM_FROM " AND (next_attempt_at > ?"
@@ -217,12 +218,6 @@ relay_session(struct db *db)
 	if ((rc = db_run(db,
 	         "SET SESSION TRANSACTION ISOLATION LEVEL "
 	         "READ COMMITTED")) != 0)
-		return rc;
-	/*
-	 * UTC, so that the times the claim reads back to resume from compare
-	 * exactly (no hour repeats), and created_at's "Z" is true.
-	 */
-	if ((rc = db_run(db, "SET SESSION time_zone = '+00:00'")) != 0)
 		return rc;
 	/* Long enough for the slowest batch: every report has come back. */
 	return db_exec(db, idle_sql, "i", (int64_t)(2 * secs + 60));
