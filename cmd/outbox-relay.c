@@ -44,14 +44,16 @@ static const char age_sql[] =
 static const char dead_sql[] =
     "SELECT COUNT(*) FROM outbox_event WHERE status = 'DEAD'";
 /*
- * Purging picks ids with a plain read of the (status, published_at) index,
- * then deletes them by primary key: no lock on any other row.
+ * Purging picks ids with a plain read of the (status, next_attempt_at)
+ * index, where a PUBLISHED row's next_attempt_at is its published_at
+ * (migration 0009), then deletes them by primary key: no lock on any other
+ * row.
  */
 static const char purge_pick_sql[] =
-    "SELECT event_id FROM outbox_event FORCE INDEX (ix_outbox_published)"
+    "SELECT event_id FROM outbox_event FORCE INDEX (ix_outbox_due)"
     " WHERE status = 'PUBLISHED'"
-    " AND published_at < NOW(6) - INTERVAL ? MICROSECOND"
-    " ORDER BY published_at LIMIT ?";
+    " AND next_attempt_at < NOW(6) - INTERVAL ? MICROSECOND"
+    " ORDER BY next_attempt_at LIMIT ?";
 static const char purge_sql[] =
     "DELETE o FROM JSON_TABLE(?, '$[*]' COLUMNS (id BIGINT PATH '$')) AS j"
     " STRAIGHT_JOIN outbox_event o FORCE INDEX (PRIMARY)"

@@ -33,7 +33,14 @@
  * PUBLISHED only after its delivery report says persisted; any error,
  * including a timeout that may have persisted it, leaves it PENDING to be
  * sent again (consumers drop repeats by eventId).  A crash before the
- * commit also means repeats, never losses.
+ * commit also means repeats, never losses.  A row leaving PENDING gets
+ * next_attempt_at = NOW(6), the time it was published or dead-lettered
+ * (migration 0009): ix_outbox_due then also orders published and dead rows
+ * by when they left, for the purge and dbstat, and the move in that index
+ * is the one a status change costs anyway.  published_at is a virtual
+ * column, a PUBLISHED row's next_attempt_at; status is CHAR(10), the same
+ * size whatever it says.  So the marking UPDATE keeps each row's size and
+ * InnoDB changes it in place.
  *
  * Failures.  A failed delivery costs the row an attempt and a backoff.
  * But when every delivery of a batch failed for want of Kafka (unreachable,
@@ -64,15 +71,30 @@
 #include <time.h>
 
 #define HOLD_MIN_US 20000
+/* The longest a claim resumes before it reads from the start again. */
+#define RESCAN_S 1.0
 
-static const char claim_sql[] =
-    "SELECT event_id, event_key, aggregate_id, event_type, payload,"
-    " attempts, COALESCE(last_error, ''),"
-    " DATE_FORMAT(created_at, '%Y-%m-%dT%H:%i:%s.%fZ')"
-    " FROM outbox_event FORCE INDEX (ix_outbox_due)"
-    " WHERE status = 'PENDING' AND next_attempt_at <= NOW(6)"
-    " AND event_id <= ?"
-    " ORDER BY next_attempt_at LIMIT ? FOR UPDATE SKIP LOCKED";
+#define CLAIM_FROM                                                             \
+	"SELECT event_id, event_key, aggregate_id, event_type, payload,"       \
+	" attempts, COALESCE(last_error, ''),"                                 \
+	" DATE_FORMAT(created_at, '%Y-%m-%dT%H:%i:%s.%fZ'),"                   \
+	" DATE_FORMAT(next_attempt_at, '%Y-%m-%d %H:%i:%s.%f')"                \
+	" FROM outbox_event FORCE INDEX (ix_outbox_due)"                       \
+	" WHERE status = 'PENDING' AND next_attempt_at <= NOW(6)"              \
+	" AND event_id <= ?"
+#define CLAIM_ORDER                                                            \
+	" ORDER BY next_attempt_at, event_id LIMIT ? FOR UPDATE SKIP LOCKED"
+static const char claim_sql[] = CLAIM_FROM CLAIM_ORDER;
+/*
+ * The same, resumed after the last row of the previous batch: published
+ * rows leave delete-marked entries at the start of the PENDING range until
+ * InnoDB's purge removes them, and a claim from the start steps over all of
+ * them (in a backlog, ever more per batch, about as many microseconds).
+ * The time read back compares exactly: every session is in UTC (db.c).
+ */
+static const char claim_resume_sql[] =
+    CLAIM_FROM " AND (next_attempt_at > ?"
+               " OR (next_attempt_at = ? AND event_id > ?))" CLAIM_ORDER;
 
 /*
  * Per claimed payment [agg, lo, hi]: its lowest and highest claimed ids.
@@ -101,7 +123,7 @@ static const char published_sql[] =
     "UPDATE JSON_TABLE(?, '$[*]' COLUMNS (id BIGINT PATH '$')) AS j"
     " STRAIGHT_JOIN outbox_event o FORCE INDEX (PRIMARY)"
     " ON o.event_id = j.id"
-    " SET o.status = 'PUBLISHED', o.published_at = NOW(6)";
+    " SET o.status = 'PUBLISHED', o.next_attempt_at = NOW(6)";
 
 /* A null error keeps last_error (a dead-letter record that failed). */
 static const char retry_sql[] =
@@ -118,7 +140,7 @@ static const char dead_sql[] =
     " e VARCHAR(1000) PATH '$[1]')) AS j"
     " STRAIGHT_JOIN outbox_event o FORCE INDEX (PRIMARY)"
     " ON o.event_id = j.id"
-    " SET o.status = 'DEAD', o.last_error = j.e";
+    " SET o.status = 'DEAD', o.last_error = j.e, o.next_attempt_at = NOW(6)";
 
 static const char held_sql[] =
     "UPDATE JSON_TABLE(?, '$[*]' COLUMNS (id BIGINT PATH '$[0]',"
@@ -307,15 +329,34 @@ clear_rows(struct relay *r)
 	r->nrows = 0;
 }
 
+/*
+ * Claim from where the last batch ended, or from the start of the due rows
+ * when the last claim was not a full batch, a batch was rolled back, or
+ * RESCAN_S has passed since: so a row that committed late with an earlier
+ * next_attempt_at, or that another relay let go of, waits at most that
+ * long in a backlog, and no longer once the backlog is drained.
+ */
+static int
+claim_query(struct relay *r, int64_t limit)
+{
+	if (r->from && now_s() - r->scanned_at < RESCAN_S)
+		return db_query(r->db, claim_resume_sql, "issii", r->o.max_id,
+		    r->from_at, r->from_at, r->from_id, limit);
+	r->from = false;
+	r->scanned_at = now_s();
+	return db_query(r->db, claim_sql, "ii", r->o.max_id, limit);
+}
+
 static int
 claim(struct relay *r)
 {
+	int64_t limit = r->bc.permit ? PROBE_BATCH : r->o.batch;
+	bool resumed = r->from;
 	struct db *db = r->db;
 	struct row *w;
 	int rc;
 
-	if ((rc = db_query(db, claim_sql, "ii", r->o.max_id,
-	         (int64_t)(r->bc.permit ? PROBE_BATCH : r->o.batch))) != 0)
+	if ((rc = claim_query(r, limit)) != 0)
 		return rc;
 	while ((rc = db_next(db)) == 1) {
 		if (r->nrows == r->cap) {
@@ -338,8 +379,17 @@ claim(struct relay *r)
 		w->attempts = db_int(db, 5);
 		w->last_error = xstrdup(db_str(db, 6));
 		snprintf(w->occurred, sizeof(w->occurred), "%s", db_str(db, 7));
+		snprintf(r->from_at, sizeof(r->from_at), "%s", db_str(db, 8));
+		r->from_id = w->id;
 	}
-	return rc < 0 ? -rc : 0;
+	if (rc < 0)
+		return -rc;
+	/* Resume next time only after a full batch (undone by a rollback). */
+	r->from = (int64_t)r->nrows == limit;
+	/* Nothing after the last batch: look from the start at once. */
+	if (resumed && r->nrows == 0)
+		return claim(r);
+	return 0;
 }
 
 /* Find where each row goes, or why it is dead-lettered instead. */
@@ -572,6 +622,8 @@ db_failed(struct relay *r, const char *what, int rc)
 {
 	snprintf(r->error, sizeof(r->error), "%s on '%s': %s", what,
 	    db_where(r->db), db_error(r->db));
+	/* Rows rolled back are behind where the next claim would resume. */
+	r->from = false;
 	db_rollback(r->db);
 	clear_rows(r);
 	return rc;
@@ -653,6 +705,7 @@ relay_batch(struct relay *r, struct relay_counts *c, enum relay_outcome *out)
 		    "%zu events not sent: %s%s%s%s", n[S_FAIL],
 		    r->rows[i].errmsg, *r->kmsg ? " (" : "", r->kmsg,
 		    *r->kmsg ? ")" : "");
+		r->from = false;
 		db_rollback(r->db);
 		clear_rows(r);
 		kafka_outcome(r, 0, n[S_FAIL]);

@@ -69,6 +69,14 @@ struct relay {
 	char error[1024];
 	char *buf; /* JSON arrays for the statements */
 	size_t buflen, bufcap;
+	/*
+	 * Where the next claim may resume in ix_outbox_due: the last
+	 * claimed row's next_attempt_at and event_id, when from is set.
+	 */
+	bool from;
+	char from_at[32];
+	int64_t from_id;
+	double scanned_at; /* when a claim last read from the start, s */
 };
 
 /* relay_kafka.c */

@@ -22,7 +22,7 @@ fixture() {
 	(9, 'm1', 'k9', 800, 'KRW', 'CAPTURE_FAILED', 0, 0);
 
 	INSERT INTO outbox_event (event_id, event_key, aggregate_id, event_type,
-		payload, status, attempts, created_at, published_at) VALUES
+		payload, status, attempts, created_at, next_attempt_at) VALUES
 	(1, 'e1', 1, 'PAYMENT_CAPTURED', '{}', 'PUBLISHED', 1, NOW(6) - INTERVAL 11 MINUTE, NOW(6) - INTERVAL 10 MINUTE),
 	(2, 'e2', 2, 'PAYMENT_CAPTURED', '{}', 'PUBLISHED', 1, NOW(6) - INTERVAL 11 MINUTE, NOW(6) - INTERVAL 10 MINUTE),
 	(3, 'e3', 3, 'PAYMENT_CAPTURED', '{}', 'PUBLISHED', 1, NOW(6) - INTERVAL 11 MINUTE, NOW(6) - INTERVAL 10 MINUTE),
@@ -282,10 +282,10 @@ aligned() {
 	run -0 dbstat -s ledger
 	echo "$output" | jq -e '.ledger | .payments_match and .in_flight_payments == 1'
 	sql "UPDATE outbox_event SET status = 'PUBLISHED',
-		published_at = NOW(6) - INTERVAL 10 SECOND WHERE event_id = 100"
+		next_attempt_at = NOW(6) - INTERVAL 10 SECOND WHERE event_id = 100"
 	run -0 dbstat -s ledger
 	echo "$output" | jq -e '.ledger.in_flight_payments == 1'
-	sql "UPDATE outbox_event SET published_at = NOW(6) - INTERVAL 10 MINUTE
+	sql "UPDATE outbox_event SET next_attempt_at = NOW(6) - INTERVAL 10 MINUTE
 		WHERE event_id = 100"
 	run -1 dbstat -s ledger
 	echo "$output" | jq -e '.ledger | .in_flight_payments == 0 and

@@ -345,6 +345,38 @@ outages() {
 	check_delivery "$BATS_TEST_TMPDIR/got"
 }
 
+@test "a row committed late, behind claims that resume past it, is still published" {
+	local fifo=$BATS_TEST_TMPDIR/fifo early client
+	mkfifo "$fifo"
+	mariadb --no-defaults -N -B --unbuffered -h "$PAY_DB_HOST" \
+		-P "$PAY_DB_PORT" -u "$PAY_DB_USER" -p"$PAY_DB_PASSWORD" \
+		"$PAY_DB_NAME" <"$fifo" >"$BATS_TEST_TMPDIR/client" 2>&1 3>&- &
+	client=$!
+	exec 7>"$fifo"
+	early=$(cat /proc/sys/kernel/random/uuid)
+	echo "START TRANSACTION;
+		INSERT INTO outbox_event (event_key, aggregate_id, event_type,
+		payload) VALUES ('$early', 7001, 'PAYMENT_AUTHORIZED',
+		'{\"eventId\":\"$early\",\"seq\":1}');
+		SELECT 'inserted';" >&7
+	wait_until 10 grep -q inserted "$BATS_TEST_TMPDIR/client"
+	add_events 10 2
+	# Full batches of 2: each claim resumes after the last one's rows,
+	# past the uncommitted row, which is due before all of them.  (Not
+	# holding the client's input open.)
+	outbox-relay -b 2 >"$BATS_TEST_TMPDIR/r.out" \
+		2>"$BATS_TEST_TMPDIR/r.err" 3>&- 7>&- &
+	RELAY_PIDS+=("$!")
+	wait_until 30 all_published 20
+	echo "COMMIT;" >&7
+	exec 7>&-
+	wait "$client"
+	wait_until 10 all_published 21
+	stop_relay "${RELAY_PIDS[0]}"
+	consume payment.authorized >"$BATS_TEST_TMPDIR/got"
+	check_delivery "$BATS_TEST_TMPDIR/got"
+}
+
 @test "an unknown event type and a malformed payload are DEAD with a dead-letter record" {
 	sql "INSERT INTO outbox_event (event_key, aggregate_id, event_type,
 		payload) VALUES
@@ -415,10 +447,11 @@ outages() {
 
 @test "purge deletes only published rows older than the age, in batches" {
 	add_events 12 1
+	# A published row's next_attempt_at is when it was published (0009).
 	sql "UPDATE outbox_event SET status = 'PUBLISHED',
-		published_at = NOW(6) - INTERVAL 8 DAY WHERE event_id <= 5;
+		next_attempt_at = NOW(6) - INTERVAL 8 DAY WHERE event_id <= 5;
 		UPDATE outbox_event SET status = 'PUBLISHED',
-		published_at = NOW(6) - INTERVAL 6 DAY WHERE event_id IN (6, 7);
+		next_attempt_at = NOW(6) - INTERVAL 6 DAY WHERE event_id IN (6, 7);
 		UPDATE outbox_event SET status = 'DEAD',
 		created_at = NOW(6) - INTERVAL 30 DAY WHERE event_id = 8;
 		UPDATE outbox_event SET

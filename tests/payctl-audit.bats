@@ -34,7 +34,7 @@ pay() {
 # as processed by CONSUMER when given.
 event() {
 	echo "INSERT INTO outbox_event (event_key, aggregate_id, event_type,
-		payload, status, attempts, created_at, published_at)
+		payload, status, attempts, created_at, next_attempt_at)
 		VALUES ('$3', $1, 'PAYMENT_$2', '{}', 'PUBLISHED', 1, '$OLD', '$OLD');"
 	[ -z "${4:-}" ] ||
 		echo "INSERT INTO processed_event VALUES ('$4', '$3', '$OLD');"
@@ -151,7 +151,7 @@ found() {
 
 @test "a pending outbox row past the bound is outbox_pending" {
 	consistent | load_sql
-	sql "UPDATE outbox_event SET status = 'PENDING', published_at = NULL,
+	sql "UPDATE outbox_event SET status = 'PENDING',
 		attempts = 3, last_error = 'broker down' WHERE event_key = 'p3-auth'"
 	run -1 payctl audit -p 0
 	[ "$(violations outbox_pending)" = '{"invariant":"outbox_pending","payment_id":3,"event_id":9,"event_key":"p3-auth","event_type":"PAYMENT_AUTHORIZED","attempts":3,"last_error":"broker down","created_at":"'$OLD_ISO'"}' ]
@@ -163,7 +163,7 @@ found() {
 @test "work within the bound is in flight: not a violation, its payment not compared" {
 	consistent | load_sql
 	# Payment 1's capture is still on its way to the ledger.
-	sql "UPDATE outbox_event SET status = 'PENDING', published_at = NULL,
+	sql "UPDATE outbox_event SET status = 'PENDING',
 		created_at = NOW(6) WHERE event_key = 'p1-cap';
 		DELETE FROM processed_event WHERE event_key = 'p1-cap';
 		DELETE FROM ledger_entry WHERE payment_id = 1"
@@ -217,7 +217,7 @@ found() {
 
 @test "an outbox row the relay gave up on is outbox_dead" {
 	consistent | load_sql
-	sql "UPDATE outbox_event SET status = 'DEAD', published_at = NULL,
+	sql "UPDATE outbox_event SET status = 'DEAD',
 		attempts = 20, last_error = 'timed out' WHERE event_key = 'p6-ref-62'"
 	run -1 payctl audit
 	[ "$(violations outbox_dead)" = '{"invariant":"outbox_dead","payment_id":6,"event_id":19,"event_key":"p6-ref-62","event_type":"PAYMENT_REFUNDED","attempts":20,"last_error":"timed out"}' ]

@@ -52,14 +52,16 @@ static const char q_cutoff[] = "SELECT NOW(6) - INTERVAL ? MICROSECOND";
 
 /*
  * The payments in flight: an event the ledger books, not yet published or
- * published after the cutoff (one parameter).
+ * published after the cutoff (one parameter).  A PUBLISHED row's
+ * next_attempt_at is its published_at (migration 0009), a range of the
+ * (status, next_attempt_at) index.
  */
 #define INFLIGHT                                                               \
 	"SELECT aggregate_id AS payment_id FROM outbox_event"                  \
 	" WHERE status = 'PENDING'"                                            \
 	" AND event_type IN ('" EV_CAPTURED "', '" EV_REFUNDED "')"           \
 	" UNION SELECT aggregate_id FROM outbox_event"                         \
-	" WHERE status = 'PUBLISHED' AND published_at >= ?"                    \
+	" WHERE status = 'PUBLISHED' AND next_attempt_at >= ?"                 \
 	" AND event_type IN ('" EV_CAPTURED "', '" EV_REFUNDED "')"
 
 static const char q_inflight[] = "SELECT payment_id FROM (" INFLIGHT ") u";

@@ -62,9 +62,10 @@ static const char q_outbox_oldest[] =
     "SELECT TIMESTAMPDIFF(MICROSECOND, created_at, NOW(6)), attempts"
     " FROM outbox_event WHERE event_id ="
     " (SELECT MIN(event_id) FROM outbox_event WHERE status = 'PENDING')";
+/* A PUBLISHED row's next_attempt_at is its published_at (0009). */
 static const char q_outbox_minute[] =
     "SELECT COUNT(*) FROM outbox_event WHERE status = 'PUBLISHED'"
-    " AND published_at >= NOW(6) - INTERVAL 60 SECOND";
+    " AND next_attempt_at >= NOW(6) - INTERVAL 60 SECOND";
 
 #define Q_REQUESTS(table, sum)                                                 \
 	"SELECT status, currency, retry_count, pg_response_code, COUNT(*), "   \
