@@ -98,6 +98,15 @@ struct worker_jobs {
 	 */
 	int (*record)(struct db *db, struct worker_job *j);
 	/*
+	 * Optional, set-based: record the batch v[0..n) (sorted by payment,
+	 * then request) in the open transaction before record() sees it.
+	 * It locks what the whole batch changes, payments first, in v's
+	 * order, and records what it can at once: a job it records gets its
+	 * outcome set, or lost when the claim was taken over; record() gets
+	 * the others.  0 or an exit code.  NULL: record() gets every job.
+	 */
+	int (*record_batch)(struct db *db, struct worker_job **v, size_t n);
+	/*
 	 * Give the request up after inc more failed attempts: DEAD, the
 	 * payment's failed status and the dead letter.  0, WORKER_LOST or an
 	 * exit code.

@@ -363,6 +363,13 @@ record_tx(struct db *db, void *arg)
 	for (i = 0; i < b->n; i++) {
 		b->v[i]->outcome = NULL;
 		b->v[i]->lost = false;
+	}
+	if (J.d->record_batch != NULL &&
+	    (rc = J.d->record_batch(db, b->v, b->n)) != 0)
+		return rc;
+	for (i = 0; i < b->n; i++) {
+		if (b->v[i]->outcome != NULL || b->v[i]->lost)
+			continue;
 		rc = J.d->record(db, b->v[i]);
 		if (rc == WORKER_LOST)
 			b->v[i]->lost = true;
