@@ -26,8 +26,15 @@ static const char usage_text[] =
 #define AMOUNT_MAX 1000000000000000LL
 
 static const char sel_payment[] =
-    "SELECT status, amount, currency, merchant_id, transaction_id"
-    " FROM payment WHERE payment_id = ? FOR UPDATE";
+    "SELECT payment_id, status, amount, currency, merchant_id,"
+    " transaction_id FROM payment WHERE payment_id = ? FOR UPDATE";
+/* The payments of a JSON array of ids, locked in the array's order. */
+static const char sel_payments[] =
+    "SELECT STRAIGHT_JOIN p.payment_id, p.status, p.amount, p.currency,"
+    " p.merchant_id, p.transaction_id"
+    " FROM JSON_TABLE(?, '$[*]' COLUMNS (id BIGINT PATH '$')) j"
+    " JOIN payment p FORCE INDEX (PRIMARY) ON p.payment_id = j.id"
+    " FOR UPDATE";
 static const char ins_request[] =
     "INSERT INTO settlement_request"
     " (payment_id, event_key, amount, currency, status, next_retry_at)"
@@ -109,59 +116,208 @@ before_capture(const char *status)
 	    strcmp(status, "AUTH_FAILED") == 0;
 }
 
+/* A capture request: the event's fields, and its payment as read. */
+struct capture {
+	long long pid, amount;
+	const char *cur, *merchant;
+	bool found, txn;
+	char status[24], pcur[4], pmerchant[33];
+	long long pamount;
+};
+
+/* The event's own fields: 0, or CONSUMER_REJECT with e filled. */
+static int
+read_event(struct consumer_msg *m, struct consumer_error *e, struct capture *c)
+{
+	if (consumer_int(m->event, "paymentId", 1, INT64_MAX, &c->pid, e) ||
+	    consumer_int(m->event, "amount", 1, AMOUNT_MAX, &c->amount, e) ||
+	    consumer_str(m->event, "currency", 3, &c->cur, e))
+		return CONSUMER_REJECT;
+	m->payment_id = c->pid;
+	c->merchant = js_getstr(m->event, "merchantId", NULL);
+	return 0;
+}
+
+/* The payment of c from the current row of sel_payment(s). */
+static void
+read_payment(struct db *db, struct capture *c)
+{
+	c->found = true;
+	worker_copy(c->status, sizeof(c->status), db_str(db, 1));
+	c->pamount = db_int(db, 2);
+	worker_copy(c->pcur, sizeof(c->pcur), db_str(db, 3));
+	worker_copy(c->pmerchant, sizeof(c->pmerchant), db_str(db, 4));
+	c->txn = !db_null(db, 5) && *db_str(db, 5) != '\0';
+}
+
+/*
+ * The event against its payment: 0 to create its request, 1 to skip it
+ * (settled or failed already), or CONSUMER_REJECT with e filled.
+ */
+static int
+check(const struct capture *c, struct consumer_error *e)
+{
+	long long pid = c->pid;
+
+	if (!c->found)
+		return consumer_reject(
+		    e, CE_UNKNOWN_PAYMENT, "payment %lld does not exist", pid);
+	if (c->amount != c->pamount)
+		return consumer_reject(e, CE_AMOUNT_MISMATCH,
+		    "'amount' is %lld, payment %lld is for %lld", c->amount,
+		    pid, c->pamount);
+	if (strcmp(c->cur, c->pcur) != 0)
+		return consumer_reject(e, CE_CURRENCY_MISMATCH,
+		    "'currency' is '%s', payment %lld is in %s", c->cur, pid,
+		    c->pcur);
+	if (c->merchant != NULL && strcmp(c->merchant, c->pmerchant) != 0)
+		return consumer_reject(e, CE_BAD_FIELD,
+		    "'merchantId' is '%.32s', payment %lld is of '%s'",
+		    c->merchant, pid, c->pmerchant);
+	if (before_capture(c->status) || !c->txn)
+		return consumer_reject(e, CE_INVALID_STATE,
+		    "payment %lld is %s%s, its capture cannot be requested",
+		    pid, c->status, c->txn ? "" : " without a transactionId");
+	if (strcmp(c->status, "CAPTURE_REQUESTED") != 0) {
+		/* Settled or failed already: a late or replayed event. */
+		diag_info(1, "payment %lld: is %s already", pid, c->status);
+		return 1;
+	}
+	return 0;
+}
+
 static int
 on_message(
     struct db *db, struct consumer_msg *m, struct consumer_error *e, void *arg)
 {
-	long long pid, amount, pamount;
-	const char *cur, *merchant;
-	char status[24], pcur[4], pmerchant[33];
-	bool txn;
+	struct capture c = { 0 };
 	int rc;
 
-	if (consumer_int(m->event, "paymentId", 1, INT64_MAX, &pid, e) ||
-	    consumer_int(m->event, "amount", 1, AMOUNT_MAX, &amount, e) ||
-	    consumer_str(m->event, "currency", 3, &cur, e))
+	if (read_event(m, e, &c) != 0)
 		return CONSUMER_REJECT;
-	m->payment_id = pid;
-	if ((rc = db_query(db, sel_payment, "i", (int64_t)pid)) != 0)
+	if ((rc = db_query(db, sel_payment, "i", (int64_t)c.pid)) != 0)
 		return rc;
-	if ((rc = db_next(db)) <= 0) {
-		if (rc < 0)
-			return -rc;
-		return consumer_reject(
-		    e, CE_UNKNOWN_PAYMENT, "payment %lld does not exist", pid);
+	if ((rc = db_next(db)) < 0)
+		return -rc;
+	if (rc == 1) {
+		read_payment(db, &c);
+		db_next(db);
 	}
-	worker_copy(status, sizeof(status), db_str(db, 0));
-	pamount = db_int(db, 1);
-	worker_copy(pcur, sizeof(pcur), db_str(db, 2));
-	worker_copy(pmerchant, sizeof(pmerchant), db_str(db, 3));
-	txn = !db_null(db, 4) && *db_str(db, 4) != '\0';
-	db_next(db);
-	if (amount != pamount)
-		return consumer_reject(e, CE_AMOUNT_MISMATCH,
-		    "'amount' is %lld, payment %lld is for %lld", amount, pid,
-		    pamount);
-	if (strcmp(cur, pcur) != 0)
-		return consumer_reject(e, CE_CURRENCY_MISMATCH,
-		    "'currency' is '%s', payment %lld is in %s", cur, pid,
-		    pcur);
-	merchant = js_getstr(m->event, "merchantId", NULL);
-	if (merchant != NULL && strcmp(merchant, pmerchant) != 0)
-		return consumer_reject(e, CE_BAD_FIELD,
-		    "'merchantId' is '%.32s', payment %lld is of '%s'",
-		    merchant, pid, pmerchant);
-	if (before_capture(status) || !txn)
-		return consumer_reject(e, CE_INVALID_STATE,
-		    "payment %lld is %s%s, its capture cannot be requested",
-		    pid, status, txn ? "" : " without a transactionId");
-	if (strcmp(status, "CAPTURE_REQUESTED") != 0) {
-		/* Settled or failed already: a late or replayed event. */
-		diag_info(1, "payment %lld: is %s already", pid, status);
-		return 0;
+	if ((rc = check(&c, e)) != 0)
+		return rc == 1 ? 0 : rc;
+	return db_exec(db, ins_request, "isis", (int64_t)c.pid, m->event_id,
+	    (int64_t)c.amount, c.cur);
+}
+
+static int
+cmp_int64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* By payment id, for bsearch on the locked payments. */
+static int
+cmp_capture(const void *a, const void *b)
+{
+	const struct capture *x = a, *y = b;
+
+	return x->pid < y->pid ? -1 : x->pid > y->pid;
+}
+
+/*
+ * Lock the payments of c[i] where ok[i], in id order, into *paid (sorted
+ * by id, *npaid of them): 0 or a db code.
+ */
+static int
+lock_payments(struct db *db, const struct capture *c, const bool *ok, size_t n,
+    struct capture **paid, size_t *npaid)
+{
+	int64_t *ids = xcalloc(n + 1, sizeof(*ids));
+	char *buf = xmalloc(n * 21 + 2);
+	size_t i, nids = 0, len = 0;
+	int rc = 0;
+
+	for (i = 0; i < n; i++)
+		if (ok[i])
+			ids[nids++] = c[i].pid;
+	qsort(ids, nids, sizeof(*ids), cmp_int64);
+	for (i = 0; i < nids; i++)
+		if (i == 0 || ids[i] != ids[i - 1])
+			len += (size_t)snprintf(buf + len, 22, "%c%lld",
+			    len ? ',' : '[', (long long)ids[i]);
+	buf[len++] = ']';
+	*paid = xcalloc(nids + 1, sizeof(**paid));
+	*npaid = 0;
+	if (nids > 0)
+		rc = db_query(db, sel_payments, "b", buf, len);
+	free(buf);
+	free(ids);
+	if (rc != 0 || nids == 0)
+		return rc;
+	while ((rc = db_next(db)) == 1) {
+		(*paid)[*npaid].pid = db_int(db, 0);
+		read_payment(db, &(*paid)[(*npaid)++]);
 	}
-	return db_exec(db, ins_request, "isis", (int64_t)pid, m->event_id,
-	    (int64_t)amount, cur);
+	return -rc;
+}
+
+/*
+ * The batch at once (handle_batch): one query locks its payments, in id
+ * order, one bulk insert creates its requests; each message is checked as
+ * on_message() checks it.
+ */
+static int
+on_batch(struct db *db, struct consumer_item *items, size_t n, void *arg)
+{
+	struct capture *c = xcalloc(n, sizeof(*c)), *paid = NULL, *p;
+	bool *ok = xcalloc(n, sizeof(*ok));
+	int64_t *pids = xcalloc(n, sizeof(*pids));
+	int64_t *amounts = xcalloc(n, sizeof(*amounts));
+	const char **keys = xcalloc(n, sizeof(*keys));
+	const char **curs = xcalloc(n, sizeof(*curs));
+	size_t i, npaid, rows = 0;
+	int rc;
+
+	for (i = 0; i < n; i++) {
+		items[i].rc = read_event(items[i].m, items[i].e, &c[i]);
+		ok[i] = items[i].rc == 0;
+	}
+	if ((rc = lock_payments(db, c, ok, n, &paid, &npaid)) != 0)
+		goto out;
+	for (i = 0; i < n; i++) {
+		if (!ok[i])
+			continue;
+		p = bsearch(&c[i], paid, npaid, sizeof(*paid), cmp_capture);
+		if (p != NULL) {
+			memcpy(c[i].status, p->status, sizeof(c[i].status));
+			memcpy(c[i].pcur, p->pcur, sizeof(c[i].pcur));
+			memcpy(c[i].pmerchant, p->pmerchant,
+			    sizeof(c[i].pmerchant));
+			c[i].pamount = p->pamount;
+			c[i].txn = p->txn;
+			c[i].found = true;
+		}
+		if ((rc = check(&c[i], items[i].e)) != 0) {
+			items[i].rc = rc == 1 ? 0 : rc;
+			continue;
+		}
+		pids[rows] = c[i].pid;
+		keys[rows] = items[i].m->event_id;
+		amounts[rows] = c[i].amount;
+		curs[rows++] = c[i].cur;
+	}
+	rc = db_bulk(db, ins_request, rows, "isis", pids, keys, amounts, curs);
+out:
+	free(curs);
+	free(keys);
+	free(amounts);
+	free(pids);
+	free(paid);
+	free(ok);
+	free(c);
+	return rc;
 }
 
 static int
@@ -532,6 +688,7 @@ main(int argc, char **argv)
 		    .ntopics = 1,
 		    .dlq_event = EV_SETTLEMENT_DEAD_LETTER,
 		    .handle = on_message,
+		    .handle_batch = on_batch,
 		},
 		.jobs = &jobs,
 	};
