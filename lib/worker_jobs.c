@@ -1,16 +1,21 @@
 /*
  * worker: the gateway jobs of worker.h.  Threads:
  *
- *   caller     claims due rows in batches on its own connection, keeps
- *              their calls in flight with libcurl multi (the pg circuit
- *              breaker asked first), and hands each answer on;
+ *   claimer    claims due rows in batches on its own connection and
+ *              queues them for the caller;
+ *   caller     keeps their calls in flight with libcurl multi (the pg
+ *              circuit breaker asked first), and hands each answer on; it
+ *              never waits for the database, so an answer frees its slot
+ *              the moment it arrives;
  *   recorders  (two, so the server works on two batches at once) write
  *              the answers in batches, one transaction each.
  *
- * At most concurrency calls are in flight, and a claim is called at once:
- * no more rows are claimed than there is room for calls, and answers
- * waiting for their record are bounded too (RECORD_ROOM), so a lease only
- * has to outlast a call and a batch's record.
+ * At most concurrency calls are in flight.  No more rows are claimed than
+ * there is room for calls plus one claim's worth (AHEAD) waiting for the
+ * next free slot, so that a slot is filled as soon as it frees while the
+ * next claim is made, and a queued claim waits moments, not a call's
+ * length; answers waiting for their record are bounded too (RECORD_ROOM),
+ * so a lease only has to outlast a call and a batch's record.
  */
 #include "breaker.h"
 #include "conf.h"
@@ -52,20 +57,24 @@ static struct {
 	struct http_multi *hm;
 	struct db *claim_db, *rec_db[RECORDERS], *breaker_db;
 	struct breaker *breaker;
-	pthread_t caller, rec[RECORDERS];
+	pthread_t claimer, caller, rec[RECORDERS];
 	int nrec;
 	bool started;
 	long calls; /* in flight: the caller's own */
+	long ahead; /* claimed beyond the room for calls: AHEAD */
 	/* Under mu. */
 	pthread_mutex_t mu;
-	pthread_cond_t fin;
+	pthread_cond_t fin, claim_cv;
 	struct worker_job *fin_head, *fin_tail;
+	struct worker_job *call_head, **call_tail; /* claimed, to call */
+	long unanswered; /* claimed, not yet answered */
 	long outstanding; /* claimed, not yet recorded */
-	bool kicked, stop, caller_done;
+	bool kicked, stop, claimer_done, caller_done;
 	int rc;
 } J = {
 	.mu = PTHREAD_MUTEX_INITIALIZER,
 	.fin = PTHREAD_COND_INITIALIZER,
+	.claim_cv = PTHREAD_COND_INITIALIZER,
 };
 
 static long long
@@ -84,6 +93,7 @@ fail(int rc)
 	pthread_mutex_lock(&J.mu);
 	if (J.rc == 0)
 		J.rc = rc;
+	pthread_cond_broadcast(&J.claim_cv);
 	pthread_mutex_unlock(&J.mu);
 	consumer_stop();
 }
@@ -183,7 +193,9 @@ to_recorders(struct worker_job *j)
 	else
 		J.fin_head = j;
 	J.fin_tail = j;
+	J.unanswered--;
 	pthread_cond_signal(&J.fin);
+	pthread_cond_signal(&J.claim_cv);
 	pthread_mutex_unlock(&J.mu);
 }
 
@@ -227,12 +239,12 @@ call(struct worker_job *j)
 	http_multi_post(J.hm, &c->hc);
 }
 
-/* Claim up to max rows and call them: the rows picked, or -exit code. */
+/* Claim up to max rows and queue them: the rows picked, or -exit code. */
 static long long
 claim(long long max)
 {
 	struct worker_claim c = { .max = max };
-	struct worker_job *j, *next;
+	struct worker_job *j, *next, *head = NULL, **tail = &head;
 	long long n = 0;
 	int rc;
 
@@ -243,66 +255,133 @@ claim(long long max)
 	}
 	for (j = c.jobs; j != NULL; j = j->next)
 		n += j->outcome == NULL;
-	pthread_mutex_lock(&J.mu);
-	J.outstanding += n;
-	pthread_mutex_unlock(&J.mu);
 	if (c.picked > 0)
 		diag_info(1, "claimed %lld due %ss, %lld to call", c.picked,
 		    J.d->noun, n);
 	for (j = c.jobs; j != NULL; j = next) {
 		next = j->next;
 		if (j->outcome == NULL) {
-			call(j);
+			j->next = NULL;
+			*tail = j;
+			tail = &j->next;
 			continue;
 		}
 		/* Given up before its call. */
 		J.d->log(j);
 		free(j);
 	}
+	if (n > 0) {
+		pthread_mutex_lock(&J.mu);
+		J.outstanding += n;
+		J.unanswered += n;
+		*J.call_tail = head;
+		J.call_tail = tail;
+		pthread_mutex_unlock(&J.mu);
+		http_multi_wakeup(J.hm);
+	}
 	return c.picked;
 }
 
+/* Wait on claim_cv, under mu, for up to ms. */
+static void
+claim_wait(long long ms)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += (time_t)(ms / 1000);
+	ts.tv_nsec += (long)(ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_cond_timedwait(&J.claim_cv, &J.mu, &ts);
+}
+
 static void *
-caller(void *arg)
+claimer(void *arg)
 {
 	/* Under a backlog, claim in batches rather than row by row. */
-	long min_batch = J.concurrency / 8 > 0 ? J.concurrency / 8 : 1;
-	long long next_look = 0, got, want;
-	bool due = true, over = false, stop;
-	long room, outstanding;
-	int wait;
+	long min_batch = J.ahead;
+	long long next_look = 0, got, want, wait;
+	bool due = true, over = false;
+	long room;
 
-	for (;;) {
-		pthread_mutex_lock(&J.mu);
-		stop = J.stop || J.rc != 0 || consumer_stopping();
+	pthread_mutex_lock(&J.mu);
+	while (!over && !J.stop && J.rc == 0 && !consumer_stopping()) {
 		due = due || J.kicked || now_ms() >= next_look;
 		J.kicked = false;
-		outstanding = J.outstanding;
-		pthread_mutex_unlock(&J.mu);
-		room = J.concurrency - J.calls;
-		if (room > J.concurrency + RECORD_ROOM - outstanding)
-			room = J.concurrency + RECORD_ROOM - outstanding;
-		if (!stop && !over && due &&
-		    (room >= min_batch || outstanding == 0)) {
+		room = J.concurrency + J.ahead - J.unanswered;
+		if (room >
+		    J.concurrency + J.ahead + RECORD_ROOM - J.outstanding)
+			room = J.concurrency + J.ahead + RECORD_ROOM -
+			    J.outstanding;
+		if (due && room > 0 &&
+		    (room >= min_batch || J.outstanding == 0)) {
+			pthread_mutex_unlock(&J.mu);
 			want = room < CLAIM_BATCH ? room : CLAIM_BATCH;
 			if ((got = claim(want)) < 0) {
 				fail((int)-got);
-				continue;
-			}
-			if (got < want) {
+			} else if (got < want) {
 				/* Nothing more is due now. */
 				due = false;
 				over = J.pass;
 				next_look = now_ms() + IDLE_MS;
 			}
+			pthread_mutex_lock(&J.mu);
 			continue;
 		}
-		if ((stop || over) && outstanding == 0)
-			break;
 		wait = WAIT_MS;
 		if (!due && next_look - now_ms() < wait)
-			wait = (int)(next_look - now_ms());
-		http_multi_run(J.hm, wait > 0 ? wait : 0);
+			wait = next_look - now_ms();
+		if (wait > 0)
+			claim_wait(wait);
+	}
+	J.claimer_done = true;
+	pthread_mutex_unlock(&J.mu);
+	http_multi_wakeup(J.hm);
+	return NULL;
+}
+
+/*
+ * Call what is queued while there is room, until the claimer is done and
+ * every claim is recorded.  After an error the queue is dropped: its
+ * claims run out.
+ */
+static void *
+caller(void *arg)
+{
+	struct worker_job *q, *j, **tail;
+	long n;
+	bool done;
+
+	for (;;) {
+		pthread_mutex_lock(&J.mu);
+		q = J.call_head;
+		tail = &q;
+		for (n = 0; *tail != NULL &&
+		     (J.rc != 0 || J.calls + n < J.concurrency);
+		     n++)
+			tail = &(*tail)->next;
+		J.call_head = *tail;
+		if (J.call_head == NULL)
+			J.call_tail = &J.call_head;
+		*tail = NULL;
+		if (J.rc != 0) {
+			J.outstanding -= n;
+			J.unanswered -= n;
+			free_jobs(q);
+			q = NULL;
+		}
+		done = J.claimer_done && J.outstanding == 0;
+		pthread_mutex_unlock(&J.mu);
+		while ((j = q) != NULL) {
+			q = j->next;
+			call(j);
+		}
+		if (done)
+			break;
+		http_multi_run(J.hm, WAIT_MS);
 	}
 	pthread_mutex_lock(&J.mu);
 	J.caller_done = true;
@@ -437,6 +516,7 @@ recorder(void *arg)
 		}
 		pthread_mutex_lock(&J.mu);
 		J.outstanding -= (long)b.n;
+		pthread_cond_signal(&J.claim_cv);
 		pthread_mutex_unlock(&J.mu);
 		http_multi_wakeup(J.hm);
 	}
@@ -557,8 +637,11 @@ worker_jobs_start(const struct worker_jobs *d, const char *prefix,
 	J.lease_us =
 	    (conf_ms("pg_connect_timeout") + conf_ms("pg_timeout") + 5000) *
 	    1000;
-	J.outstanding = J.calls = 0;
-	J.kicked = J.stop = J.caller_done = false;
+	J.ahead = concurrency / 8 > 0 ? concurrency / 8 : 1;
+	J.outstanding = J.unanswered = J.calls = 0;
+	J.call_head = NULL;
+	J.call_tail = &J.call_head;
+	J.kicked = J.stop = J.claimer_done = J.caller_done = false;
 	J.rc = 0;
 	srandom((unsigned)time(NULL) ^ (unsigned)getpid());
 	if ((rc = connect_all()) != 0) {
@@ -571,7 +654,8 @@ worker_jobs_start(const struct worker_jobs *d, const char *prefix,
 		J.url[i] = pg_url((enum pg_op)i);
 	/* Let jansson seed its hash tables before any thread does. */
 	json_object_seed(0);
-	if ((errno = pthread_create(&J.caller, NULL, caller, NULL)) != 0)
+	if ((errno = pthread_create(&J.caller, NULL, caller, NULL)) != 0 ||
+	    (errno = pthread_create(&J.claimer, NULL, claimer, NULL)) != 0)
 		diag_die(
 		    EX_OSERR, "cannot start a thread: %s", strerror(errno));
 	for (J.nrec = 0; J.nrec < RECORDERS; J.nrec++)
@@ -590,8 +674,8 @@ worker_jobs_kick(void)
 		return;
 	pthread_mutex_lock(&J.mu);
 	J.kicked = true;
+	pthread_cond_signal(&J.claim_cv);
 	pthread_mutex_unlock(&J.mu);
-	http_multi_wakeup(J.hm);
 }
 
 int
@@ -603,8 +687,10 @@ worker_jobs_wait(void)
 		return 0;
 	pthread_mutex_lock(&J.mu);
 	J.stop = J.stop || !J.pass;
+	pthread_cond_broadcast(&J.claim_cv);
 	pthread_mutex_unlock(&J.mu);
 	http_multi_wakeup(J.hm);
+	pthread_join(J.claimer, NULL);
 	pthread_join(J.caller, NULL);
 	for (i = 0; i < J.nrec; i++)
 		pthread_join(J.rec[i], NULL);
