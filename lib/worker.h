@@ -9,7 +9,7 @@
  * refund_request) with a status and next_retry_at.  One thread claims due
  * rows in batches, in one transaction (FOR UPDATE SKIP LOCKED, then a
  * lease: next_retry_at moves past the longest call, and its new value is
- * the claim's token), and keeps up to --concurrency gateway calls in
+ * the claim's token); another keeps up to --concurrency gateway calls in
  * flight with libcurl multi.  Two recorder threads write the outcomes in
  * batches, one transaction per batch, each outcome's change guarded by the
  * status and token it expects, its outbox event in the same transaction.

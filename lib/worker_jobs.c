@@ -11,11 +11,12 @@
  *              the answers in batches, one transaction each.
  *
  * At most concurrency calls are in flight.  No more rows are claimed than
- * there is room for calls plus one claim's worth (AHEAD) waiting for the
+ * there is room for calls plus half as many again (ahead) waiting for the
  * next free slot, so that a slot is filled as soon as it frees while the
- * next claim is made, and a queued claim waits moments, not a call's
- * length; answers waiting for their record are bounded too (RECORD_ROOM),
- * so a lease only has to outlast a call and a batch's record.
+ * next claim is made; a queued row waits for half a round of calls at
+ * most, not for a whole call.  Answers waiting for their record are
+ * bounded too (RECORD_ROOM), so a lease only has to outlast a call, that
+ * wait and a batch's record.
  */
 #include "breaker.h"
 #include "conf.h"
@@ -61,7 +62,8 @@ static struct {
 	int nrec;
 	bool started;
 	long calls; /* in flight: the caller's own */
-	long ahead; /* claimed beyond the room for calls: AHEAD */
+	long min_batch; /* the smallest claim while calls are in flight */
+	long ahead; /* claimed beyond the room for calls */
 	/* Under mu. */
 	pthread_mutex_t mu;
 	pthread_cond_t fin, claim_cv;
@@ -301,8 +303,6 @@ claim_wait(long long ms)
 static void *
 claimer(void *arg)
 {
-	/* Under a backlog, claim in batches rather than row by row. */
-	long min_batch = J.ahead;
 	long long next_look = 0, got, want, wait;
 	bool due = true, over = false;
 	long room;
@@ -317,7 +317,7 @@ claimer(void *arg)
 			room = J.concurrency + J.ahead + RECORD_ROOM -
 			    J.outstanding;
 		if (due && room > 0 &&
-		    (room >= min_batch || J.outstanding == 0)) {
+		    (room >= J.min_batch || J.outstanding == 0)) {
 			pthread_mutex_unlock(&J.mu);
 			want = room < CLAIM_BATCH ? room : CLAIM_BATCH;
 			if ((got = claim(want)) < 0) {
@@ -637,7 +637,14 @@ worker_jobs_start(const struct worker_jobs *d, const char *prefix,
 	J.lease_us =
 	    (conf_ms("pg_connect_timeout") + conf_ms("pg_timeout") + 5000) *
 	    1000;
-	J.ahead = concurrency / 8 > 0 ? concurrency / 8 : 1;
+	/*
+	 * Under a backlog, claim in batches rather than row by row, and
+	 * keep enough claimed ahead to fill the slots that free up while
+	 * the next claim is made (a claim takes a few round trips; on a
+	 * busy server tens of milliseconds, when hundreds of calls end).
+	 */
+	J.min_batch = concurrency / 8 > 0 ? concurrency / 8 : 1;
+	J.ahead = concurrency / 2 > 0 ? concurrency / 2 : 1;
 	J.outstanding = J.unanswered = J.calls = 0;
 	J.call_head = NULL;
 	J.call_tail = &J.call_head;
