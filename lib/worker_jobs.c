@@ -35,6 +35,13 @@
 
 #define RECORDERS 2
 #define RECORD_BATCH 64 /* answers per recording transaction */
+/*
+ * While calls are in flight, a recorder with fewer answers than this
+ * waits up to GATHER_MS for more: fewer, larger transactions, and the
+ * wait holds no call's slot.
+ */
+#define RECORD_GATHER (RECORD_BATCH / 2)
+#define GATHER_MS 10
 #define CLAIM_BATCH 256 /* rows per claim */
 /* Answers waiting for their record, beyond the calls in flight. */
 #define RECORD_ROOM (2 * RECORDERS * RECORD_BATCH)
@@ -68,6 +75,7 @@ static struct {
 	pthread_mutex_t mu;
 	pthread_cond_t fin, claim_cv;
 	struct worker_job *fin_head, *fin_tail;
+	long nfin; /* answers waiting for a recorder */
 	struct worker_job *call_head, **call_tail; /* claimed, to call */
 	long unanswered; /* claimed, not yet answered */
 	long outstanding; /* claimed, not yet recorded */
@@ -195,6 +203,7 @@ to_recorders(struct worker_job *j)
 	else
 		J.fin_head = j;
 	J.fin_tail = j;
+	J.nfin++;
 	J.unanswered--;
 	pthread_cond_signal(&J.fin);
 	pthread_cond_signal(&J.claim_cv);
@@ -284,9 +293,9 @@ claim(long long max)
 	return c.picked;
 }
 
-/* Wait on claim_cv, under mu, for up to ms. */
-static void
-claim_wait(long long ms)
+/* The time ms from now, for pthread_cond_timedwait(). */
+static struct timespec
+deadline(long long ms)
 {
 	struct timespec ts;
 
@@ -297,6 +306,15 @@ claim_wait(long long ms)
 		ts.tv_sec++;
 		ts.tv_nsec -= 1000000000;
 	}
+	return ts;
+}
+
+/* Wait on claim_cv, under mu, for up to ms. */
+static void
+claim_wait(long long ms)
+{
+	struct timespec ts = deadline(ms);
+
 	pthread_cond_timedwait(&J.claim_cv, &J.mu, &ts);
 }
 
@@ -488,16 +506,26 @@ recorder(void *arg)
 	struct db **db = arg;
 	struct worker_job *v[RECORD_BATCH];
 	struct batch b = { v, 0 };
+	struct timespec until;
 	size_t i;
 	int rc;
 
 	for (;;) {
 		pthread_mutex_lock(&J.mu);
-		while (J.fin_head == NULL && !J.caller_done)
-			pthread_cond_wait(&J.fin, &J.mu);
+		do {
+			while (J.fin_head == NULL && !J.caller_done)
+				pthread_cond_wait(&J.fin, &J.mu);
+			until = deadline(GATHER_MS);
+			while (J.nfin < RECORD_GATHER && J.unanswered > 0 &&
+			    !J.caller_done && J.rc == 0 &&
+			    pthread_cond_timedwait(&J.fin, &J.mu, &until) == 0)
+				;
+			/* The other recorder may have taken them meanwhile. */
+		} while (J.fin_head == NULL && !J.caller_done);
 		for (b.n = 0; b.n < RECORD_BATCH && J.fin_head != NULL; b.n++) {
 			v[b.n] = J.fin_head;
 			J.fin_head = J.fin_head->next;
+			J.nfin--;
 		}
 		if (J.fin_head == NULL)
 			J.fin_tail = NULL;
@@ -648,6 +676,7 @@ worker_jobs_start(const struct worker_jobs *d, const char *prefix,
 	J.outstanding = J.unanswered = J.calls = 0;
 	J.call_head = NULL;
 	J.call_tail = &J.call_head;
+	J.nfin = 0;
 	J.kicked = J.stop = J.claimer_done = J.caller_done = false;
 	J.rc = 0;
 	srandom((unsigned)time(NULL) ^ (unsigned)getpid());
