@@ -7,6 +7,12 @@
  * or after the last retry DEAD (payment CAPTURE_FAILED,
  * SETTLEMENT_DEAD_LETTER).  This file holds what is settle's own: the
  * statements, the checks, the events and the log lines.
+ *
+ * Both hot paths are set-based, a few statements per batch whatever its
+ * size: on_batch() applies a batch of messages, record_batch() the
+ * approvals of a batch of answers.  on_message() and record() do the same
+ * one at a time: the consumer falls back on on_message() when the database
+ * refuses a batch's statement, and record() takes the failures.
  */
 #include "diag.h"
 #include "js.h"
