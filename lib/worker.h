@@ -9,7 +9,7 @@
  * refund_request) with a status and next_retry_at.  One thread claims due
  * rows in batches, in one transaction (FOR UPDATE SKIP LOCKED, then a
  * lease: next_retry_at moves past the longest call, and its new value is
- * the claim's token), and keeps up to --concurrency gateway calls in
+ * the claim's token); another keeps up to --concurrency gateway calls in
  * flight with libcurl multi.  Two recorder threads write the outcomes in
  * batches, one transaction per batch, each outcome's change guarded by the
  * status and token it expects, its outbox event in the same transaction.
@@ -97,6 +97,15 @@ struct worker_jobs {
 	 * and on j's outcome fields only.
 	 */
 	int (*record)(struct db *db, struct worker_job *j);
+	/*
+	 * Optional, set-based: record the batch v[0..n) (sorted by payment,
+	 * then request) in the open transaction before record() sees it.
+	 * It locks what the whole batch changes, payments first, in v's
+	 * order, and records what it can at once: a job it records gets its
+	 * outcome set, or lost when the claim was taken over; record() gets
+	 * the others.  0 or an exit code.  NULL: record() gets every job.
+	 */
+	int (*record_batch)(struct db *db, struct worker_job **v, size_t n);
 	/*
 	 * Give the request up after inc more failed attempts: DEAD, the
 	 * payment's failed status and the dead letter.  0, WORKER_LOST or an

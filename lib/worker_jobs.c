@@ -1,16 +1,22 @@
 /*
  * worker: the gateway jobs of worker.h.  Threads:
  *
- *   caller     claims due rows in batches on its own connection, keeps
- *              their calls in flight with libcurl multi (the pg circuit
- *              breaker asked first), and hands each answer on;
+ *   claimer    claims due rows in batches on its own connection and
+ *              queues them for the caller;
+ *   caller     keeps their calls in flight with libcurl multi (the pg
+ *              circuit breaker asked first), and hands each answer on; it
+ *              never waits for the database, so an answer frees its slot
+ *              the moment it arrives;
  *   recorders  (two, so the server works on two batches at once) write
  *              the answers in batches, one transaction each.
  *
- * At most concurrency calls are in flight, and a claim is called at once:
- * no more rows are claimed than there is room for calls, and answers
- * waiting for their record are bounded too (RECORD_ROOM), so a lease only
- * has to outlast a call and a batch's record.
+ * At most concurrency calls are in flight.  No more rows are claimed than
+ * there is room for calls plus half as many again (ahead) waiting for the
+ * next free slot, so that a slot is filled as soon as it frees while the
+ * next claim is made; a queued row waits for half a round of calls at
+ * most, not for a whole call.  Answers waiting for their record are
+ * bounded too (RECORD_ROOM), so a lease only has to outlast a call, that
+ * wait and a batch's record.
  */
 #include "breaker.h"
 #include "conf.h"
@@ -29,6 +35,13 @@
 
 #define RECORDERS 2
 #define RECORD_BATCH 64 /* answers per recording transaction */
+/*
+ * While calls are in flight, a recorder with fewer answers than this
+ * waits up to GATHER_MS for more: fewer, larger transactions, and the
+ * wait holds no call's slot.
+ */
+#define RECORD_GATHER (RECORD_BATCH / 2)
+#define GATHER_MS 10
 #define CLAIM_BATCH 256 /* rows per claim */
 /* Answers waiting for their record, beyond the calls in flight. */
 #define RECORD_ROOM (2 * RECORDERS * RECORD_BATCH)
@@ -52,20 +65,26 @@ static struct {
 	struct http_multi *hm;
 	struct db *claim_db, *rec_db[RECORDERS], *breaker_db;
 	struct breaker *breaker;
-	pthread_t caller, rec[RECORDERS];
+	pthread_t claimer, caller, rec[RECORDERS];
 	int nrec;
 	bool started;
 	long calls; /* in flight: the caller's own */
+	long min_batch; /* the smallest claim while calls are in flight */
+	long ahead; /* claimed beyond the room for calls */
 	/* Under mu. */
 	pthread_mutex_t mu;
-	pthread_cond_t fin;
+	pthread_cond_t fin, claim_cv;
 	struct worker_job *fin_head, *fin_tail;
+	long nfin; /* answers waiting for a recorder */
+	struct worker_job *call_head, **call_tail; /* claimed, to call */
+	long unanswered; /* claimed, not yet answered */
 	long outstanding; /* claimed, not yet recorded */
-	bool kicked, stop, caller_done;
+	bool kicked, stop, claimer_done, caller_done;
 	int rc;
 } J = {
 	.mu = PTHREAD_MUTEX_INITIALIZER,
 	.fin = PTHREAD_COND_INITIALIZER,
+	.claim_cv = PTHREAD_COND_INITIALIZER,
 };
 
 static long long
@@ -84,6 +103,7 @@ fail(int rc)
 	pthread_mutex_lock(&J.mu);
 	if (J.rc == 0)
 		J.rc = rc;
+	pthread_cond_broadcast(&J.claim_cv);
 	pthread_mutex_unlock(&J.mu);
 	consumer_stop();
 }
@@ -183,7 +203,10 @@ to_recorders(struct worker_job *j)
 	else
 		J.fin_head = j;
 	J.fin_tail = j;
+	J.nfin++;
+	J.unanswered--;
 	pthread_cond_signal(&J.fin);
+	pthread_cond_signal(&J.claim_cv);
 	pthread_mutex_unlock(&J.mu);
 }
 
@@ -227,12 +250,12 @@ call(struct worker_job *j)
 	http_multi_post(J.hm, &c->hc);
 }
 
-/* Claim up to max rows and call them: the rows picked, or -exit code. */
+/* Claim up to max rows and queue them: the rows picked, or -exit code. */
 static long long
 claim(long long max)
 {
 	struct worker_claim c = { .max = max };
-	struct worker_job *j, *next;
+	struct worker_job *j, *next, *head = NULL, **tail = &head;
 	long long n = 0;
 	int rc;
 
@@ -243,66 +266,140 @@ claim(long long max)
 	}
 	for (j = c.jobs; j != NULL; j = j->next)
 		n += j->outcome == NULL;
-	pthread_mutex_lock(&J.mu);
-	J.outstanding += n;
-	pthread_mutex_unlock(&J.mu);
 	if (c.picked > 0)
 		diag_info(1, "claimed %lld due %ss, %lld to call", c.picked,
 		    J.d->noun, n);
 	for (j = c.jobs; j != NULL; j = next) {
 		next = j->next;
 		if (j->outcome == NULL) {
-			call(j);
+			j->next = NULL;
+			*tail = j;
+			tail = &j->next;
 			continue;
 		}
 		/* Given up before its call. */
 		J.d->log(j);
 		free(j);
 	}
+	if (n > 0) {
+		pthread_mutex_lock(&J.mu);
+		J.outstanding += n;
+		J.unanswered += n;
+		*J.call_tail = head;
+		J.call_tail = tail;
+		pthread_mutex_unlock(&J.mu);
+		http_multi_wakeup(J.hm);
+	}
 	return c.picked;
 }
 
-static void *
-caller(void *arg)
+/* The time ms from now, for pthread_cond_timedwait(). */
+static struct timespec
+deadline(long long ms)
 {
-	/* Under a backlog, claim in batches rather than row by row. */
-	long min_batch = J.concurrency / 8 > 0 ? J.concurrency / 8 : 1;
-	long long next_look = 0, got, want;
-	bool due = true, over = false, stop;
-	long room, outstanding;
-	int wait;
+	struct timespec ts;
 
-	for (;;) {
-		pthread_mutex_lock(&J.mu);
-		stop = J.stop || J.rc != 0 || consumer_stopping();
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += (time_t)(ms / 1000);
+	ts.tv_nsec += (long)(ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	return ts;
+}
+
+/* Wait on claim_cv, under mu, for up to ms. */
+static void
+claim_wait(long long ms)
+{
+	struct timespec ts = deadline(ms);
+
+	pthread_cond_timedwait(&J.claim_cv, &J.mu, &ts);
+}
+
+static void *
+claimer(void *arg)
+{
+	long long next_look = 0, got, want, wait;
+	bool due = true, over = false;
+	long room;
+
+	pthread_mutex_lock(&J.mu);
+	while (!over && !J.stop && J.rc == 0 && !consumer_stopping()) {
 		due = due || J.kicked || now_ms() >= next_look;
 		J.kicked = false;
-		outstanding = J.outstanding;
-		pthread_mutex_unlock(&J.mu);
-		room = J.concurrency - J.calls;
-		if (room > J.concurrency + RECORD_ROOM - outstanding)
-			room = J.concurrency + RECORD_ROOM - outstanding;
-		if (!stop && !over && due &&
-		    (room >= min_batch || outstanding == 0)) {
+		room = J.concurrency + J.ahead - J.unanswered;
+		if (room >
+		    J.concurrency + J.ahead + RECORD_ROOM - J.outstanding)
+			room = J.concurrency + J.ahead + RECORD_ROOM -
+			    J.outstanding;
+		if (due && room > 0 &&
+		    (room >= J.min_batch || J.outstanding == 0)) {
+			pthread_mutex_unlock(&J.mu);
 			want = room < CLAIM_BATCH ? room : CLAIM_BATCH;
 			if ((got = claim(want)) < 0) {
 				fail((int)-got);
-				continue;
-			}
-			if (got < want) {
+			} else if (got < want) {
 				/* Nothing more is due now. */
 				due = false;
 				over = J.pass;
 				next_look = now_ms() + IDLE_MS;
 			}
+			pthread_mutex_lock(&J.mu);
 			continue;
 		}
-		if ((stop || over) && outstanding == 0)
-			break;
 		wait = WAIT_MS;
 		if (!due && next_look - now_ms() < wait)
-			wait = (int)(next_look - now_ms());
-		http_multi_run(J.hm, wait > 0 ? wait : 0);
+			wait = next_look - now_ms();
+		if (wait > 0)
+			claim_wait(wait);
+	}
+	J.claimer_done = true;
+	pthread_mutex_unlock(&J.mu);
+	http_multi_wakeup(J.hm);
+	return NULL;
+}
+
+/*
+ * Call what is queued while there is room, until the claimer is done and
+ * every claim is recorded.  After an error the queue is dropped: its
+ * claims run out.
+ */
+static void *
+caller(void *arg)
+{
+	struct worker_job *q, *j, **tail;
+	long n;
+	bool done;
+
+	for (;;) {
+		pthread_mutex_lock(&J.mu);
+		q = J.call_head;
+		tail = &q;
+		for (n = 0; *tail != NULL &&
+		     (J.rc != 0 || J.calls + n < J.concurrency);
+		     n++)
+			tail = &(*tail)->next;
+		J.call_head = *tail;
+		if (J.call_head == NULL)
+			J.call_tail = &J.call_head;
+		*tail = NULL;
+		if (J.rc != 0) {
+			J.outstanding -= n;
+			J.unanswered -= n;
+			free_jobs(q);
+			q = NULL;
+		}
+		done = J.claimer_done && J.outstanding == 0;
+		pthread_mutex_unlock(&J.mu);
+		while ((j = q) != NULL) {
+			q = j->next;
+			call(j);
+		}
+		if (done)
+			break;
+		http_multi_run(J.hm, WAIT_MS);
 	}
 	pthread_mutex_lock(&J.mu);
 	J.caller_done = true;
@@ -363,6 +460,13 @@ record_tx(struct db *db, void *arg)
 	for (i = 0; i < b->n; i++) {
 		b->v[i]->outcome = NULL;
 		b->v[i]->lost = false;
+	}
+	if (J.d->record_batch != NULL &&
+	    (rc = J.d->record_batch(db, b->v, b->n)) != 0)
+		return rc;
+	for (i = 0; i < b->n; i++) {
+		if (b->v[i]->outcome != NULL || b->v[i]->lost)
+			continue;
 		rc = J.d->record(db, b->v[i]);
 		if (rc == WORKER_LOST)
 			b->v[i]->lost = true;
@@ -402,16 +506,26 @@ recorder(void *arg)
 	struct db **db = arg;
 	struct worker_job *v[RECORD_BATCH];
 	struct batch b = { v, 0 };
+	struct timespec until;
 	size_t i;
 	int rc;
 
 	for (;;) {
 		pthread_mutex_lock(&J.mu);
-		while (J.fin_head == NULL && !J.caller_done)
-			pthread_cond_wait(&J.fin, &J.mu);
+		do {
+			while (J.fin_head == NULL && !J.caller_done)
+				pthread_cond_wait(&J.fin, &J.mu);
+			until = deadline(GATHER_MS);
+			while (J.nfin < RECORD_GATHER && J.unanswered > 0 &&
+			    !J.caller_done && J.rc == 0 &&
+			    pthread_cond_timedwait(&J.fin, &J.mu, &until) == 0)
+				;
+			/* The other recorder may have taken them meanwhile. */
+		} while (J.fin_head == NULL && !J.caller_done);
 		for (b.n = 0; b.n < RECORD_BATCH && J.fin_head != NULL; b.n++) {
 			v[b.n] = J.fin_head;
 			J.fin_head = J.fin_head->next;
+			J.nfin--;
 		}
 		if (J.fin_head == NULL)
 			J.fin_tail = NULL;
@@ -430,6 +544,7 @@ recorder(void *arg)
 		}
 		pthread_mutex_lock(&J.mu);
 		J.outstanding -= (long)b.n;
+		pthread_cond_signal(&J.claim_cv);
 		pthread_mutex_unlock(&J.mu);
 		http_multi_wakeup(J.hm);
 	}
@@ -550,8 +665,19 @@ worker_jobs_start(const struct worker_jobs *d, const char *prefix,
 	J.lease_us =
 	    (conf_ms("pg_connect_timeout") + conf_ms("pg_timeout") + 5000) *
 	    1000;
-	J.outstanding = J.calls = 0;
-	J.kicked = J.stop = J.caller_done = false;
+	/*
+	 * Under a backlog, claim in batches rather than row by row, and
+	 * keep enough claimed ahead to fill the slots that free up while
+	 * the next claim is made (a claim takes a few round trips; on a
+	 * busy server tens of milliseconds, when hundreds of calls end).
+	 */
+	J.min_batch = concurrency / 8 > 0 ? concurrency / 8 : 1;
+	J.ahead = concurrency / 2 > 0 ? concurrency / 2 : 1;
+	J.outstanding = J.unanswered = J.calls = 0;
+	J.call_head = NULL;
+	J.call_tail = &J.call_head;
+	J.nfin = 0;
+	J.kicked = J.stop = J.claimer_done = J.caller_done = false;
 	J.rc = 0;
 	srandom((unsigned)time(NULL) ^ (unsigned)getpid());
 	if ((rc = connect_all()) != 0) {
@@ -564,7 +690,8 @@ worker_jobs_start(const struct worker_jobs *d, const char *prefix,
 		J.url[i] = pg_url((enum pg_op)i);
 	/* Let jansson seed its hash tables before any thread does. */
 	json_object_seed(0);
-	if ((errno = pthread_create(&J.caller, NULL, caller, NULL)) != 0)
+	if ((errno = pthread_create(&J.caller, NULL, caller, NULL)) != 0 ||
+	    (errno = pthread_create(&J.claimer, NULL, claimer, NULL)) != 0)
 		diag_die(
 		    EX_OSERR, "cannot start a thread: %s", strerror(errno));
 	for (J.nrec = 0; J.nrec < RECORDERS; J.nrec++)
@@ -583,8 +710,8 @@ worker_jobs_kick(void)
 		return;
 	pthread_mutex_lock(&J.mu);
 	J.kicked = true;
+	pthread_cond_signal(&J.claim_cv);
 	pthread_mutex_unlock(&J.mu);
-	http_multi_wakeup(J.hm);
 }
 
 int
@@ -596,8 +723,10 @@ worker_jobs_wait(void)
 		return 0;
 	pthread_mutex_lock(&J.mu);
 	J.stop = J.stop || !J.pass;
+	pthread_cond_broadcast(&J.claim_cv);
 	pthread_mutex_unlock(&J.mu);
 	http_multi_wakeup(J.hm);
+	pthread_join(J.claimer, NULL);
 	pthread_join(J.caller, NULL);
 	for (i = 0; i < J.nrec; i++)
 		pthread_join(J.rec[i], NULL);

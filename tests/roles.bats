@@ -141,7 +141,7 @@ teardown() {
 	id=$(echo "$output" | jq -er 'select(.status == "CAPTURE_REQUESTED") | .payment_id')
 	run -0 --separate-stderr as relay outbox-relay -1
 	echo "$output" | jq -e '.published == 2 and .failed == 0'
-	run -0 --separate-stderr as settle settle --once -g "$(group s)"
+	run -0 --separate-stderr as settle settle --once -v -g "$(group s)"
 	[[ $stderr == *"payment $id: settled"* ]]
 	[ "$(sql "SELECT status FROM payment WHERE payment_id = $id")" = CAPTURED ]
 	run -0 as relay outbox-relay -1

@@ -79,7 +79,7 @@ many_calls() {
 @test "settles a capture request: payment CAPTURED and one PAYMENT_CAPTURED" {
 	payment "$ID"
 	event "$ID" | produce payment.capture-requested
-	run -0 --separate-stderr settle --once -g "$(group a)"
+	run -0 --separate-stderr settle --once -v -g "$(group a)"
 	[ -z "$output" ]
 	[[ $stderr == *"payment $ID: settled, transaction txn_"* ]]
 	[ "$(status_of "$ID")" = CAPTURED ]
@@ -131,7 +131,7 @@ many_calls() {
 	[ "$(captured_events "$ID")" = 0 ]
 
 	pg_reset
-	run -0 --separate-stderr settle --retry-due
+	run -0 --separate-stderr settle --retry-due -v
 	[[ $stderr == *"payment $ID: settled"*"(attempt 2)"* ]]
 	[ "$(request_of "$ID")" = "SUCCESS 1" ]
 	[ "$(sql "SELECT last_retry_at IS NOT NULL FROM settlement_request
@@ -280,6 +280,29 @@ many_calls() {
 	stop_with 0 settle
 	[ "$(status_of "$ID")" = REFUND_REQUESTED ]
 	log_has settle "payment $ID: settled, transaction .*, but it is no longer CAPTURE_REQUESTED"
+}
+
+@test "a claim taken over during the gateway call: its answer is dropped, the others recorded" {
+	export PAY_PG_TIMEOUT=30s
+	payment "$ID"
+	payment "$((ID + 1))"
+	pg_control '{"fault":"hang","endpoint":"settle"}'
+	{ event "$ID" && event "$((ID + 1))"; } | produce payment.capture-requested
+	start settle settle -g "$(group a)"
+	wait_until 20 eval '[ "$(pg_calls settle "settle-txn_$ID")" = 1 ] &&
+		[ "$(pg_calls settle "settle-txn_$((ID + 1))")" = 1 ]'
+	# Another caller's lease: a new next_retry_at.
+	sql "UPDATE settlement_request SET next_retry_at = NOW(6) + INTERVAL 1 HOUR
+		WHERE payment_id = $ID"
+	pg_reset
+	wait_until 20 eval '[ "$(request_of "$((ID + 1))")" = "SUCCESS 0" ] &&
+		log_has settle "payment $ID: settlement [0-9]* was taken over; result dropped"'
+	stop_with 0 settle
+	[ "$(request_of "$ID")" = "PENDING 0" ]
+	[ "$(status_of "$ID")" = CAPTURE_REQUESTED ]
+	[ "$(captured_events "$ID")" = 0 ]
+	[ "$(status_of "$((ID + 1))")" = CAPTURED ]
+	[ "$(captured_events "$((ID + 1))")" = 1 ]
 }
 
 @test "a request whose payment changed before its call is dead-lettered, not sent" {
