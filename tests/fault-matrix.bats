@@ -47,7 +47,10 @@ load test_helper
 	# Gateway and database faults refuse or fail some authorizations;
 	# the baseline loses none.
 	jq -e -s 'map(select(.fault == "baseline"))[0].payments == 300' \
-		"$BATS_TEST_TMPDIR/out"
+		"$BATS_TEST_TMPDIR/out" || {
+		jq -c 'select(.fault == "baseline")' "$BATS_TEST_TMPDIR/out" >&2
+		return 1
+	}
 	jq -e -s 'map(select(.fault)) | all(.recovered >= 0 and .client_retries == null)' \
 		"$BATS_TEST_TMPDIR/out"
 	jq -e -s 'map(select(.fault == "kill-stream"))[0].stream.ok and
