@@ -2,6 +2,7 @@
  * http: see http.h.
  */
 #include "http.h"
+#include "clock.h"
 #include "conf.h"
 #include "diag.h"
 
@@ -11,7 +12,6 @@
 #include <stdio.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <time.h>
 #include <unistd.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -184,15 +184,6 @@ struct http_multi {
 	size_t nbusy, busycap;
 };
 
-static int64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static size_t
 collect_call(char *data, size_t size, size_t n, void *arg)
 {
@@ -245,7 +236,7 @@ on_timer(CURLM *multi, long ms, void *arg)
 	struct http_multi *m = arg;
 
 	(void)multi;
-	m->deadline = ms < 0 ? -1 : mono_ms() + ms;
+	m->deadline = ms < 0 ? -1 : clock_mono_ms() + ms;
 	return 0;
 }
 
@@ -361,7 +352,7 @@ timer_due(struct http_multi *m)
 {
 	int still;
 
-	if (m->deadline >= 0 && mono_ms() >= m->deadline) {
+	if (m->deadline >= 0 && clock_mono_ms() >= m->deadline) {
 		m->deadline = -1;
 		curl_multi_socket_action(
 		    m->multi, CURL_SOCKET_TIMEOUT, 0, &still);
@@ -378,7 +369,7 @@ http_multi_run(struct http_multi *m, int ms)
 
 	timer_due(m);
 	reap(m);
-	if (m->deadline >= 0 && (now = mono_ms()) + wait > m->deadline)
+	if (m->deadline >= 0 && (now = clock_mono_ms()) + wait > m->deadline)
 		wait = m->deadline > now ? m->deadline - now : 0;
 	n = epoll_wait(m->ep, ev, 64, (int)wait);
 	for (i = 0; i < n; i++) {
