@@ -314,8 +314,13 @@ outages() {
 	[ "$(n_status PUBLISHED)" = 5000 ]
 }
 
-@test "a row committed late with a lower id is still published" {
-	local fifo=$BATS_TEST_TMPDIR/fifo early client
+# hold_late_row: a client inserts an event of payment 7001 and keeps its
+# transaction open, so the row has a lower id than rows committed after
+# it; sets the caller's early (its event_key) and client (the client's
+# pid), and leaves the client's input open on fd 7.  commit_late_row
+# commits it.
+hold_late_row() {
+	local fifo=$BATS_TEST_TMPDIR/fifo
 	mkfifo "$fifo"
 	mariadb --no-defaults -N -B --unbuffered -h "$PAY_DB_HOST" \
 		-P "$PAY_DB_PORT" -u "$PAY_DB_USER" -p"$PAY_DB_PASSWORD" \
@@ -329,13 +334,21 @@ outages() {
 		'{\"eventId\":\"$early\",\"seq\":1}');
 		SELECT 'inserted';" >&7
 	wait_until 10 grep -q inserted "$BATS_TEST_TMPDIR/client"
+}
+commit_late_row() {
+	echo "COMMIT;" >&7
+	exec 7>&-
+	wait "$client"
+}
+
+@test "a row committed late with a lower id is still published" {
+	local early client
+	hold_late_row
 	add_events 1 1
 	run -0 --separate-stderr outbox-relay --once
 	echo "$stderr" >&2
 	echo "$output" | jq -e '.published == 1'
-	echo "COMMIT;" >&7
-	exec 7>&-
-	wait "$client"
+	commit_late_row
 	[ "$(sql "SELECT MIN(event_id) FROM outbox_event")" = \
 		"$(sql "SELECT event_id FROM outbox_event WHERE event_key = '$early'")" ]
 	[ "$(sql "SELECT status FROM outbox_event WHERE event_key = '$early'")" = PENDING ]
@@ -346,20 +359,8 @@ outages() {
 }
 
 @test "a row committed late, behind claims that resume past it, is still published" {
-	local fifo=$BATS_TEST_TMPDIR/fifo early client
-	mkfifo "$fifo"
-	mariadb --no-defaults -N -B --unbuffered -h "$PAY_DB_HOST" \
-		-P "$PAY_DB_PORT" -u "$PAY_DB_USER" -p"$PAY_DB_PASSWORD" \
-		"$PAY_DB_NAME" <"$fifo" >"$BATS_TEST_TMPDIR/client" 2>&1 3>&- &
-	client=$!
-	exec 7>"$fifo"
-	early=$(cat /proc/sys/kernel/random/uuid)
-	echo "START TRANSACTION;
-		INSERT INTO outbox_event (event_key, aggregate_id, event_type,
-		payload) VALUES ('$early', 7001, 'PAYMENT_AUTHORIZED',
-		'{\"eventId\":\"$early\",\"seq\":1}');
-		SELECT 'inserted';" >&7
-	wait_until 10 grep -q inserted "$BATS_TEST_TMPDIR/client"
+	local early client
+	hold_late_row
 	add_events 10 2
 	# Full batches of 2: each claim resumes after the last one's rows,
 	# past the uncommitted row, which is due before all of them.  (Not
@@ -368,9 +369,7 @@ outages() {
 		2>"$BATS_TEST_TMPDIR/r.err" 3>&- 7>&- &
 	RELAY_PIDS+=("$!")
 	wait_until 30 all_published 20
-	echo "COMMIT;" >&7
-	exec 7>&-
-	wait "$client"
+	commit_late_row
 	wait_until 10 all_published 21
 	stop_relay "${RELAY_PIDS[0]}"
 	consume payment.authorized >"$BATS_TEST_TMPDIR/got"
