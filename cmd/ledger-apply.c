@@ -13,9 +13,12 @@
  * captured less what was refunded; pg_receivable mirrors it.
  *
  * A batch is applied as a set (on_batch): one query reads its payments, one
- * statement inserts its entries.  on_message applies one event; the loop
- * falls back on it when the database refuses a batch's statement.  With
- * --purge-older-than it prunes its processed_event rows instead.
+ * statement inserts its entries, and one per account, side and currency adds
+ * them to the running balances (ledger_balance, migration 0010), in the same
+ * transaction.  on_message applies one event; the loop falls back on it
+ * when the database refuses a batch's statement, or when some of a batch's
+ * entries were there already.  With --purge-older-than it prunes its
+ * processed_event rows instead.
  */
 #include "consumer.h"
 #include "diag.h"
@@ -25,6 +28,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char usage_text[] =
@@ -38,6 +42,8 @@ static const char usage_text[] =
 #define BATCH_DEFAULT 1000
 #define RECEIVABLE "pg_receivable"
 #define PAYABLE "merchant_payable"
+/* The modulus of ledger_balance.checksum (migration 0010, dbstat(1)). */
+#define BOOK_Q 2147483647ULL
 
 static const char sel_payment[] =
     "SELECT payment_id, currency, captured_amount, refunded_amount"
@@ -66,6 +72,18 @@ static const char ins_entry_set[] =
     " side VARCHAR(6) PATH '$[3]', amount BIGINT PATH '$[4]',"
     " currency VARCHAR(3) PATH '$[5]', at VARCHAR(26) PATH '$[6]')) AS j"
     " ON DUPLICATE KEY UPDATE entry_id = entry_id";
+
+/*
+ * What entries add to the running balances: one row per account, side and
+ * currency, in this connection's shard.
+ */
+static const char add_balance[] =
+    "INSERT INTO ledger_balance"
+    " (account, side, currency, shard, entries, amount, checksum)"
+    " VALUES (?, ?, ?, CONNECTION_ID() % 16, ?, CAST(? AS DECIMAL(38, 0)), ?)"
+    " ON DUPLICATE KEY UPDATE entries = entries + VALUES(entries),"
+    " amount = amount + VALUES(amount),"
+    " checksum = (checksum + VALUES(checksum)) % 2147483647";
 
 /* What an event books: amount from debit to credit. */
 struct booking {
@@ -128,6 +146,86 @@ check(const struct booking *b, const struct paid *p, struct consumer_error *e)
 	return 0;
 }
 
+/* Entries summed by account, side and currency, for add_balance. */
+struct tally {
+	struct sum {
+		const char *account, *side, *cur;
+		int64_t entries;
+		uint64_t amount, checksum; /* amounts are at most AMOUNT_MAX */
+	} * v;
+	size_t n;
+};
+
+static void
+tally_add(struct tally *t, const char *account, const char *side,
+    const struct booking *b)
+{
+	struct sum *s = NULL;
+	size_t i;
+
+	for (i = 0; i < t->n && s == NULL; i++)
+		if (strcmp(t->v[i].account, account) == 0 &&
+		    strcmp(t->v[i].side, side) == 0 &&
+		    strcmp(t->v[i].cur, b->cur) == 0)
+			s = &t->v[i];
+	if (s == NULL) {
+		t->v = xrealloc(t->v, (t->n + 1) * sizeof(*t->v));
+		s = &t->v[t->n++];
+		*s = (struct sum){ account, side, b->cur, 0, 0, 0 };
+	}
+	s->entries++;
+	s->amount += (uint64_t)b->amount;
+	s->checksum =
+	    (s->checksum +
+	        (uint64_t)b->pid % BOOK_Q * ((uint64_t)b->amount % BOOK_Q)) %
+	    BOOK_Q;
+}
+
+/* Both entries of a booking. */
+static void
+tally_booking(struct tally *t, const struct booking *b)
+{
+	tally_add(t, b->debit, "DEBIT", b);
+	tally_add(t, b->credit, "CREDIT", b);
+}
+
+static int
+cmp_sum(const void *a, const void *b)
+{
+	const struct sum *x = a, *y = b;
+	int c = strcmp(x->account, y->account);
+
+	if (c == 0)
+		c = strcmp(x->side, y->side);
+	return c != 0 ? c : strcmp(x->cur, y->cur);
+}
+
+/*
+ * Add the tally to the running balances, in key order so that two
+ * transactions on one shard lock its rows in the same order: 0 or a db
+ * code.
+ */
+static int
+tally_apply(struct db *db, struct tally *t)
+{
+	char amount[24];
+	size_t i;
+	int rc = 0;
+
+	qsort(t->v, t->n, sizeof(*t->v), cmp_sum);
+	for (i = 0; i < t->n && rc == 0; i++) {
+		snprintf(amount, sizeof(amount), "%llu",
+		    (unsigned long long)t->v[i].amount);
+		rc = db_exec(db, add_balance, "sssisi", t->v[i].account,
+		    t->v[i].side, t->v[i].cur, t->v[i].entries, amount,
+		    (int64_t)t->v[i].checksum);
+	}
+	free(t->v);
+	t->v = NULL;
+	t->n = 0;
+	return rc;
+}
+
 /* The current row of a payments query. */
 static void
 read_paid(struct db *db, struct paid *p)
@@ -142,6 +240,7 @@ static int
 on_message(
     struct db *db, struct consumer_msg *m, struct consumer_error *e, void *arg)
 {
+	struct tally t = { NULL, 0 };
 	struct booking b;
 	struct paid p;
 	int rc;
@@ -158,10 +257,16 @@ on_message(
 	}
 	if (check(&b, rc == 1 ? &p : NULL, e) != 0)
 		return CONSUMER_REJECT;
-	return db_exec(db, ins_entries, "sisisssisiss", m->event_id,
-	    (int64_t)b.pid, b.debit, (int64_t)b.amount, b.cur, b.at,
-	    m->event_id, (int64_t)b.pid, b.credit, (int64_t)b.amount, b.cur,
-	    b.at);
+	if ((rc = db_exec(db, ins_entries, "sisisssisiss", m->event_id,
+	         (int64_t)b.pid, b.debit, (int64_t)b.amount, b.cur, b.at,
+	         m->event_id, (int64_t)b.pid, b.credit, (int64_t)b.amount,
+	         b.cur, b.at)) != 0)
+		return rc;
+	/* Both entries, or neither: the event was booked before. */
+	if (db_affected(db) == 0)
+		return 0;
+	tally_booking(&t, &b);
+	return tally_apply(db, &t);
 }
 
 /* int64_t ids, and struct paid by its first member, the id. */
@@ -216,6 +321,7 @@ on_batch(struct db *db, struct consumer_item *items, size_t n, void *arg)
 	struct booking *b = xcalloc(n, sizeof(*b));
 	bool *ok = xcalloc(n, sizeof(*ok));
 	json_t *rows = json_array();
+	struct tally t = { NULL, 0 };
 	struct paid *paid = NULL, key;
 	size_t i, npaid;
 	char *text;
@@ -244,14 +350,25 @@ on_batch(struct db *db, struct consumer_item *items, size_t n, void *arg)
 		    json_pack("[s,I,s,s,I,s,s?]", items[i].m->event_id,
 		        (json_int_t)b[i].pid, b[i].credit, "CREDIT",
 		        (json_int_t)b[i].amount, b[i].cur, b[i].at));
+		tally_booking(&t, &b[i]);
 	}
 	if (json_array_size(rows) > 0) {
 		if ((text = json_dumps(rows, JSON_COMPACT)) == NULL)
 			diag_die(EX_SOFTWARE, "cannot encode a JSON array");
 		rc = db_exec(db, ins_entry_set, "s", text);
 		free(text);
+		/*
+		 * Entries already there (an event redelivered after its
+		 * processed_event row was purged) count once: redo the batch
+		 * a message at a time, which tells them apart.
+		 */
+		if (rc == 0 && db_affected(db) != json_array_size(rows))
+			rc = EX_SOFTWARE;
+		if (rc == 0)
+			rc = tally_apply(db, &t);
 	}
 out:
+	free(t.v);
 	json_decref(rows);
 	free(paid);
 	free(ok);

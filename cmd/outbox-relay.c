@@ -347,12 +347,33 @@ purge_pick(
 	return rc;
 }
 
-/* Delete old PUBLISHED rows in small autocommitted batches. */
+/*
+ * Delete one batch of picked rows, and take them from the count of
+ * PUBLISHED rows, in a transaction: 0 or a db code, the transaction then
+ * left for the caller to roll back; *gone, how many.
+ */
+static int
+purge_batch(struct db *db, const char *ids, uint64_t *gone)
+{
+	int rc;
+
+	*gone = 0;
+	if ((rc = db_begin(db)) != 0 ||
+	    (rc = db_exec(db, purge_sql, "s", ids)) != 0)
+		return rc;
+	*gone = db_affected(db);
+	if ((rc = relay_count_published(db, -(int64_t)*gone)) != 0 ||
+	    (rc = db_commit(db)) != 0)
+		*gone = 0;
+	return rc;
+}
+
+/* Delete old PUBLISHED rows in small batches, each its own transaction. */
 static int
 purge(struct db *db, long long age_ms)
 {
 	long long batch = conf_int("relay_purge_batch");
-	uint64_t total = 0, n;
+	uint64_t total = 0, n, gone = 0;
 	char *ids;
 	int rc;
 
@@ -364,16 +385,17 @@ purge(struct db *db, long long age_ms)
 	do {
 		if ((rc = purge_pick(db, age_ms, batch, &ids, &n)) == 0 &&
 		    n > 0)
-			rc = db_exec(db, purge_sql, "s", ids);
+			rc = purge_batch(db, ids, &gone);
 		free(ids);
 		if (rc != 0) {
 			diag_warn("purge outbox_event on '%s': %s",
 			    db_where(db), db_error(db));
+			db_rollback(db);
 			break;
 		}
 		if (n == 0)
 			break;
-		total += db_affected(db);
+		total += gone;
 		diag_info(1, "purged %llu rows", (unsigned long long)total);
 	} while (n == (uint64_t)batch && !stopping);
 	if (js_print(json_pack("{s:I}", "purged", (json_int_t)total)) != 0 &&

@@ -125,6 +125,12 @@ static const char published_sql[] =
     " ON o.event_id = j.id"
     " SET o.status = 'PUBLISHED', o.next_attempt_at = NOW(6)";
 
+/* This connection's shard of the count of PUBLISHED rows. */
+static const char count_sql[] =
+    "INSERT INTO outbox_count (shard, published)"
+    " VALUES (CONNECTION_ID() % 16, ?)"
+    " ON DUPLICATE KEY UPDATE published = published + VALUES(published)";
+
 /* A null error keeps last_error (a dead-letter record that failed). */
 static const char retry_sql[] =
     "UPDATE JSON_TABLE(?, '$[*]' COLUMNS (id BIGINT PATH '$[0]',"
@@ -610,11 +616,18 @@ mark(struct relay *r)
 		}
 	}
 	buf_add(r, "]");
-	if (n > 0)
-		rc = db_exec(r->db, published_sql, "b", r->buf, r->buflen);
+	if (n > 0 &&
+	    (rc = db_exec(r->db, published_sql, "b", r->buf, r->buflen)) == 0)
+		rc = relay_count_published(r->db, (int64_t)db_affected(r->db));
 	rc = mark_json(r, rc, dead_sql, dead);
 	rc = mark_json(r, rc, retry_sql, retry);
 	return mark_json(r, rc, held_sql, held);
+}
+
+int
+relay_count_published(struct db *db, int64_t n)
+{
+	return n != 0 ? db_exec(db, count_sql, "i", n) : 0;
 }
 
 static int

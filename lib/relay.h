@@ -45,6 +45,13 @@ struct relay;
 int relay_session(struct db *db);
 
 /*
+ * Add n (negative: take) to the count of PUBLISHED rows (outbox_count,
+ * migration 0011), in the caller's transaction, which marks or deletes
+ * those rows: 0 or a db exit code.  Nothing to do when n is 0.
+ */
+int relay_count_published(struct db *db, int64_t n);
+
+/*
  * A relay on db with its own Kafka producer.  NULL with the exit code in
  * *code and one line in err when the producer or the session cannot be set
  * up.

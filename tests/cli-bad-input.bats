@@ -37,7 +37,7 @@ sqlraw() {
 # Everything the programs could write, as one line.
 snapshot() {
 	sql "CHECKSUM TABLE payment, outbox_event, settlement_request, refund_request,
-		ledger_entry, processed_event, rate_limit, breaker_state, breaker_bucket,
+		ledger_entry, ledger_balance, processed_event, rate_limit, breaker_state, breaker_bucket,
 		breaker_permit, breaker_event, schema_version" | tr '\n\t' '  '
 }
 

@@ -75,7 +75,8 @@ fixture() {
 	INSERT INTO breaker_state (name, state, opened_at, open_until,
 		open_count, not_permitted) VALUES
 	('pg', 'OPEN', NOW(6) - INTERVAL 5 SECOND, NOW(6) + INTERVAL 25 SECOND, 3, 42),
-	('kafka', 'CLOSED', NULL, NULL, 0, 0);"
+	('kafka', 'CLOSED', NULL, NULL, 0, 0);
+	$REBALANCE; $RECOUNT"
 }
 
 setup_file() {
@@ -94,8 +95,8 @@ teardown_file() {
 }
 
 teardown() {
-	sql "DELETE FROM ledger_entry WHERE entry_id >= 100;
-		DELETE FROM outbox_event WHERE event_id >= 100;
+	sql "DELETE FROM ledger_entry WHERE entry_id >= 100; $REBALANCE;
+		DELETE FROM outbox_event WHERE event_id >= 100; $RECOUNT;
 		DELETE FROM settlement_request WHERE id >= 100;
 		DELETE FROM payment WHERE payment_id >= 100"
 }
@@ -205,7 +206,7 @@ aligned() {
 		amount, currency, occurred_at) SELECT seq * 2 + s, CONCAT('b', seq),
 		seq, IF(s = 0, 'cash', 'bank'), IF(s = 0, 'DEBIT', 'CREDIT'),
 		999999999999999, 'EUR', NOW(6) FROM seq_100_to_110
-		JOIN (SELECT 0 AS s UNION ALL SELECT 1) x"
+		JOIN (SELECT 0 AS s UNION ALL SELECT 1) x; $REBALANCE"
 	run -0 dbstat -s payments,settlement,ledger
 	[[ $output == *'{"status":"AUTHORIZED","currency":"EUR","count":11,"amount":10999999999999989,'* ]]
 	[[ $output == *'{"currency":"EUR","count":11,"amount":10999999999999989}'* ]]
@@ -236,7 +237,8 @@ aligned() {
 	sql "INSERT INTO ledger_entry (entry_id, event_key, payment_id, account,
 		side, amount, currency, occurred_at) VALUES
 		(100, 'x1', 1, 'pg_receivable', 'DEBIT', 50, 'KRW', NOW(6)),
-		(101, 'x1', 1, 'merchant_payable', 'CREDIT', 50, 'KRW', NOW(6))"
+		(101, 'x1', 1, 'merchant_payable', 'CREDIT', 50, 'KRW', NOW(6));
+		$REBALANCE"
 	run -1 --separate-stderr dbstat -s ledger
 	[ -z "$stderr" ]
 	echo "$output" | jq -e '.ledger | .balanced and (.payments_match | not)
@@ -254,7 +256,8 @@ aligned() {
 		(100, 'x1', 1, 'pg_receivable', 'DEBIT', 300, 'KRW', NOW(6)),
 		(101, 'x1', 1, 'merchant_payable', 'CREDIT', 300, 'KRW', NOW(6)),
 		(102, 'x2', 2, 'merchant_payable', 'DEBIT', 300, 'KRW', NOW(6)),
-		(103, 'x2', 2, 'pg_receivable', 'CREDIT', 300, 'KRW', NOW(6))"
+		(103, 'x2', 2, 'pg_receivable', 'CREDIT', 300, 'KRW', NOW(6));
+		$REBALANCE"
 	run -1 dbstat -s ledger
 	echo "$output" | jq -e '.ledger.balanced and .ledger.mismatched_payments == 2'
 	echo "$output" | jq -e '[.ledger.mismatches[] | [.payment_id, .ledger_net]]
@@ -264,7 +267,7 @@ aligned() {
 @test "ledger: debits that credits do not match are exit 1" {
 	sql "INSERT INTO ledger_entry (entry_id, event_key, payment_id, account,
 		side, amount, currency, occurred_at) VALUES
-		(100, 'x1', 3, 'cash', 'DEBIT', 10, 'USD', NOW(6))"
+		(100, 'x1', 3, 'cash', 'DEBIT', 10, 'USD', NOW(6)); $REBALANCE"
 	run -1 dbstat -s ledger
 	echo "$output" | jq -e '(.ledger.balanced | not) and .ledger.payments_match'
 	echo "$output" | jq -e '.ledger.totals[] | select(.currency == "USD") |
@@ -282,7 +285,8 @@ aligned() {
 	run -0 dbstat -s ledger
 	echo "$output" | jq -e '.ledger | .payments_match and .in_flight_payments == 1'
 	sql "UPDATE outbox_event SET status = 'PUBLISHED',
-		next_attempt_at = NOW(6) - INTERVAL 10 SECOND WHERE event_id = 100"
+		next_attempt_at = NOW(6) - INTERVAL 10 SECOND WHERE event_id = 100;
+		$RECOUNT"
 	run -0 dbstat -s ledger
 	echo "$output" | jq -e '.ledger.in_flight_payments == 1'
 	sql "UPDATE outbox_event SET next_attempt_at = NOW(6) - INTERVAL 10 MINUTE
@@ -296,7 +300,7 @@ aligned() {
 	echo "$output" | jq -e '.ledger | .grace_s == 3600 and
 		.in_flight_payments == 6 and .payments_match'
 	# A dead event will never be booked: not in flight.
-	sql "UPDATE outbox_event SET status = 'DEAD' WHERE event_id = 100"
+	sql "UPDATE outbox_event SET status = 'DEAD' WHERE event_id = 100; $RECOUNT"
 	PAY_DBSTAT_LEDGER_GRACE=1h run -1 dbstat -s ledger
 	echo "$output" | jq -e '.ledger.mismatched_payments == 1'
 }

@@ -41,11 +41,20 @@ entries() {
 	sql "SELECT account, side, amount, currency FROM ledger_entry
 		WHERE payment_id = $1 ORDER BY entry_id" | tr '\t' ' '
 }
-# The ledger balances overall, and per payment of this test (ids $ID to
+# The ledger balances overall, its running balances are the count, sum and
+# checksum of its entries, and per payment of this test (ids $ID to
 # $ID+999) merchant_payable's net is captured less refunded.
 balanced() {
 	[ "$(sql "SELECT COALESCE(SUM(IF(side = 'DEBIT', amount, -amount)), 0)
 		FROM ledger_entry")" = 0 ] &&
+		[ "$(sql "SELECT COUNT(*) FROM (SELECT account FROM (SELECT account,
+		side, currency, entries AS n, amount AS a, checksum AS w
+		FROM ledger_balance UNION ALL SELECT account, side, currency,
+		-COUNT(*), -SUM(amount), -MOD(SUM((payment_id % 2147483647) *
+		(amount % 2147483647)), 2147483647) FROM ledger_entry
+		GROUP BY account, side, currency) t GROUP BY account, side, currency
+		HAVING SUM(n) <> 0 OR SUM(a) <> 0
+		OR MOD(SUM(w), 2147483647) <> 0) x")" = 0 ] &&
 		[ "$(sql "SELECT COUNT(*) FROM payment p WHERE payment_id BETWEEN
 		$ID AND $ID + 999 AND captured_amount - refunded_amount <>
 		(SELECT COALESCE(SUM(IF(side = 'CREDIT', amount, -amount)), 0)
@@ -263,6 +272,34 @@ balanced() {
 	PAY_CONSUMER_BATCH=250 run -0 --separate-stderr ledger-apply --once -v -g "$(group replay)"
 	[ "$(grep 'already processed' <<<"$stderr" | grep -c -F -f "$BATS_TEST_TMPDIR/ids")" = 580 ]
 	[ "$(count "ledger_entry WHERE payment_id > $ID AND payment_id <= $ID + 400")" = 800 ]
+	balanced
+}
+
+@test "events read again after their records were purged add nothing, in a batch or alone" {
+	sql "INSERT INTO payment (payment_id, merchant_id, idempotency_key,
+		amount, currency, status, captured_amount)
+		SELECT $ID + seq, 'M1', CONCAT('k', $ID + seq), 1000, 'KRW',
+		'CAPTURED', 1000 FROM seq_1_to_3"
+	for i in 1 2 3; do
+		captured $((ID + i)) 1000
+	done >"$BATS_TEST_TMPDIR/events"
+	produce payment.captured <"$BATS_TEST_TMPDIR/events"
+	g=$(group a)
+	run -0 ledger-apply --once -g "$g"
+	[ "$(count "ledger_entry WHERE payment_id > $ID AND payment_id <= $ID + 3")" = 6 ]
+	before=$(sql "SELECT SUM(entries) FROM ledger_balance")
+	# Their records gone, the events come again in one batch, with a new
+	# one: the batch's entries are partly there already.
+	sql "DELETE FROM processed_event WHERE event_key IN (SELECT event_key
+		FROM ledger_entry WHERE payment_id > $ID AND payment_id <= $ID + 3)"
+	payment $((ID + 4))
+	{
+		cat "$BATS_TEST_TMPDIR/events"
+		captured $((ID + 4)) 1000
+	} | produce payment.captured
+	run -0 ledger-apply --once -g "$(group b)"
+	[ "$(count "ledger_entry WHERE payment_id > $ID AND payment_id <= $ID + 4")" = 8 ]
+	[ "$(sql "SELECT SUM(entries) FROM ledger_balance")" = $((before + 2)) ]
 	balanced
 }
 

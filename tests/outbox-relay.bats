@@ -13,7 +13,7 @@ setup() {
 	# Topics of the test's own, so that reading one back sees only it.
 	export PAY_TOPIC_PREFIX="t.outbox_relay.$BATS_TEST_NUMBER."
 	export PAY_KAFKA_MESSAGE_TIMEOUT=2s
-	sql "TRUNCATE outbox_event"
+	sql "TRUNCATE outbox_event; TRUNCATE outbox_count"
 	RELAY_PIDS=()
 	KAFKA_DOWN=
 	DB_DOWN=
@@ -167,6 +167,8 @@ n_unlocked() {
 	wait_until 60 all_published 3000
 	stop_relay "${RELAY_PIDS[0]}"
 	stop_relay "${RELAY_PIDS[1]}"
+	# Both counted what they marked, each in its connection's shard.
+	[ "$(sql "SELECT SUM(published) FROM outbox_count")" = 3000 ]
 	consume payment.authorized >"$BATS_TEST_TMPDIR/got"
 	check_delivery "$BATS_TEST_TMPDIR/got"
 	# Nothing failed, so nothing was sent twice.
@@ -454,9 +456,11 @@ commit_late_row() {
 		UPDATE outbox_event SET status = 'DEAD',
 		created_at = NOW(6) - INTERVAL 30 DAY WHERE event_id = 8;
 		UPDATE outbox_event SET
-		created_at = NOW(6) - INTERVAL 30 DAY WHERE event_id = 9"
+		created_at = NOW(6) - INTERVAL 30 DAY WHERE event_id = 9; $RECOUNT"
 	run -0 --separate-stderr outbox-relay --purge-older-than 7d -b 2 -v
 	[ "$output" = '{"purged":5}' ]
+	# The purged rows are taken from the count of published rows.
+	[ "$(sql "SELECT SUM(published) FROM outbox_count")" = 2 ]
 	[[ $stderr == *"purged 5 rows"* ]]
 	[ "$(sql "SELECT GROUP_CONCAT(event_id ORDER BY event_id)
 		FROM outbox_event")" = 6,7,8,9,10,11,12 ]

@@ -16,7 +16,8 @@ OLD_ISO='2026-01-01T00:00:00.000000Z'
 
 setup() {
 	sql "SET FOREIGN_KEY_CHECKS = 0;
-		TRUNCATE ledger_entry; TRUNCATE processed_event;
+		TRUNCATE ledger_entry; TRUNCATE ledger_balance; TRUNCATE processed_event;
+		TRUNCATE outbox_count;
 		TRUNCATE refund_request; TRUNCATE settlement_request;
 		TRUNCATE outbox_event; TRUNCATE payment"
 }
@@ -30,12 +31,14 @@ pay() {
 		'txn-$1', '$OLD');"
 }
 
-# event ID TYPE KEY [CONSUMER]: a published event of payment ID, recorded
-# as processed by CONSUMER when given.
+# event ID TYPE KEY [CONSUMER]: a published event of payment ID, counted as
+# outbox-relay counts it, and recorded as processed by CONSUMER when given.
 event() {
 	echo "INSERT INTO outbox_event (event_key, aggregate_id, event_type,
 		payload, status, attempts, created_at, next_attempt_at)
-		VALUES ('$3', $1, 'PAYMENT_$2', '{}', 'PUBLISHED', 1, '$OLD', '$OLD');"
+		VALUES ('$3', $1, 'PAYMENT_$2', '{}', 'PUBLISHED', 1, '$OLD', '$OLD');
+		INSERT INTO outbox_count VALUES (0, 1)
+		ON DUPLICATE KEY UPDATE published = published + 1;"
 	[ -z "${4:-}" ] ||
 		echo "INSERT INTO processed_event VALUES ('$4', '$3', '$OLD');"
 }
@@ -55,13 +58,21 @@ refund() {
 	event "$1" REFUND_REQUESTED "p$1-refreq-$2" refund
 }
 
-# ledger ID KEY DEBIT CREDIT AMOUNT
+# ledger ID KEY DEBIT CREDIT AMOUNT: the entries, and what they add to the
+# running balances, as ledger-apply writes them.
 ledger() {
 	echo "INSERT INTO ledger_entry (event_key, payment_id, account, side,
 		amount, currency, occurred_at) VALUES
 		('$2', $1, '$3', 'DEBIT', $5, 'KRW', '$OLD'),
-		('$2', $1, '$4', 'CREDIT', $5, 'KRW', '$OLD');"
+		('$2', $1, '$4', 'CREDIT', $5, 'KRW', '$OLD');
+		INSERT INTO ledger_balance VALUES
+		('$3', 'DEBIT', 'KRW', 0, 1, $5, $1 * $5 % 2147483647),
+		('$4', 'CREDIT', 'KRW', 0, 1, $5, $1 * $5 % 2147483647)
+		ON DUPLICATE KEY UPDATE entries = entries + VALUES(entries),
+		amount = amount + VALUES(amount),
+		checksum = (checksum + VALUES(checksum)) % 2147483647;"
 }
+
 
 # requested ID AMOUNT: authorized with capture, the request read by settle.
 requested() {
@@ -136,7 +147,7 @@ found() {
 	run -0 --separate-stderr payctl audit -p 0
 	[ -z "$stderr" ]
 	summary | jq -e '.audit == "ok" and .violations == 0 and .in_flight == 0
-		and .checked.payments == 0 and (.invariants | length == 13)
+		and .checked.payments == 0 and (.invariants | length == 15)
 		and all(.invariants[]; . == 0)'
 }
 
@@ -152,7 +163,8 @@ found() {
 @test "a pending outbox row past the bound is outbox_pending" {
 	consistent | load_sql
 	sql "UPDATE outbox_event SET status = 'PENDING',
-		attempts = 3, last_error = 'broker down' WHERE event_key = 'p3-auth'"
+		attempts = 3, last_error = 'broker down' WHERE event_key = 'p3-auth';
+		$RECOUNT"
 	run -1 payctl audit -p 0
 	[ "$(violations outbox_pending)" = '{"invariant":"outbox_pending","payment_id":3,"event_id":9,"event_key":"p3-auth","event_type":"PAYMENT_AUTHORIZED","attempts":3,"last_error":"broker down","created_at":"'$OLD_ISO'"}' ]
 	echo "$output" | jq -s -e 'first.overdue_ms > 1000'
@@ -166,7 +178,8 @@ found() {
 	sql "UPDATE outbox_event SET status = 'PENDING',
 		created_at = NOW(6) WHERE event_key = 'p1-cap';
 		DELETE FROM processed_event WHERE event_key = 'p1-cap';
-		DELETE FROM ledger_entry WHERE payment_id = 1"
+		DELETE FROM ledger_entry WHERE payment_id = 1;
+		$REBALANCE; $RECOUNT"
 	run -0 payctl audit -p 1h
 	summary | jq -e '.audit == "ok" and .in_flight == 1'
 	run -1 payctl audit -p 0
@@ -218,7 +231,8 @@ found() {
 @test "an outbox row the relay gave up on is outbox_dead" {
 	consistent | load_sql
 	sql "UPDATE outbox_event SET status = 'DEAD',
-		attempts = 20, last_error = 'timed out' WHERE event_key = 'p6-ref-62'"
+		attempts = 20, last_error = 'timed out' WHERE event_key = 'p6-ref-62';
+		$RECOUNT"
 	run -1 payctl audit
 	[ "$(violations outbox_dead)" = '{"invariant":"outbox_dead","payment_id":6,"event_id":19,"event_key":"p6-ref-62","event_type":"PAYMENT_REFUNDED","attempts":20,"last_error":"timed out"}' ]
 	# The missing ledger rows are its consequence, not reported again.
@@ -227,7 +241,7 @@ found() {
 
 @test "a missing or doubled event is event_count" {
 	consistent | load_sql
-	sql "DELETE FROM outbox_event WHERE event_key = 'p3-auth'"
+	sql "DELETE FROM outbox_event WHERE event_key = 'p3-auth'; $RECOUNT"
 	event 1 CAPTURED p1-cap-again ledger-apply | load_sql
 	run -1 payctl audit
 	[ "$(violations event_count)" = '{"invariant":"event_count","payment_id":1,"status":"CAPTURED","event_type":"PAYMENT_CAPTURED","expected":1,"found":2}
@@ -273,7 +287,8 @@ found() {
 		WHERE event_key = 'p1-cap' AND side = 'CREDIT'"
 	run -1 payctl audit
 	[ "$(violations ledger_pair)" = '{"invariant":"ledger_pair","payment_id":1,"event_key":"p1-cap","rows":2,"debits":1000,"credits":1000,"debit_account":"pg_receivable","credit_account":"pg_receivable","currencies":"KRW"}' ]
-	[ "$(found)" = '{"ledger_pair":1,"ledger_net":1}' ]
+	# Changed behind ledger-apply's back: two running balances disagree.
+	[ "$(found)" = '{"ledger_pair":1,"ledger_net":1,"ledger_running_balance":2}' ]
 }
 
 @test "an event applied twice under two keys is ledger_entries" {
@@ -292,7 +307,7 @@ found() {
 	sql "UPDATE ledger_entry SET amount = 900 WHERE event_key = 'p1-cap'"
 	run -1 payctl audit
 	[ "$(violations ledger_net)" = '{"invariant":"ledger_net","payment_id":1,"currency":"KRW","expected":1000,"merchant_payable":900,"pg_receivable":900,"ledger_currencies":"KRW"}' ]
-	[ "$(found)" = '{"ledger_net":1}' ]
+	[ "$(found)" = '{"ledger_net":1,"ledger_running_balance":2}' ]
 }
 
 @test "debits and credits that differ are ledger_balance" {
@@ -300,7 +315,30 @@ found() {
 	sql "DELETE FROM ledger_entry WHERE event_key = 'p6-ref-61' AND side = 'CREDIT'"
 	run -1 payctl audit
 	[ "$(violations ledger_balance)" = '{"invariant":"ledger_balance","currency":"KRW","debits":4500,"credits":4300}' ]
-	[ "$(found)" = '{"ledger_pair":1,"ledger_entries":1,"ledger_net":1,"ledger_balance":1}' ]
+	[ "$(found)" = '{"ledger_pair":1,"ledger_entries":1,"ledger_net":1,"ledger_balance":1,"ledger_running_balance":1}' ]
+}
+
+@test "running balances that are not the sums of their entries are ledger_running_balance" {
+	consistent | load_sql
+	sql "UPDATE ledger_balance SET amount = amount + 5
+		WHERE account = 'merchant_payable' AND side = 'CREDIT';
+		UPDATE ledger_balance SET checksum = (checksum + 1) % 2147483647
+		WHERE account = 'pg_receivable' AND side = 'DEBIT'"
+	run -1 payctl audit
+	[ "$(violations ledger_running_balance)" = '{"invariant":"ledger_running_balance","account":"merchant_payable","side":"CREDIT","currency":"KRW","entries":4,"ledger_entries":4,"amount":3505,"ledger_amount":3500}
+{"invariant":"ledger_running_balance","account":"pg_receivable","side":"DEBIT","currency":"KRW","entries":4,"ledger_entries":4,"amount":3500,"ledger_amount":3500}' ]
+	[ "$(found)" = '{"ledger_running_balance":2}' ]
+	# They cover every payment: not checked for some.
+	run -0 payctl audit --since 1h
+}
+
+@test "a count of published rows that is not their number is outbox_published_count" {
+	consistent | load_sql
+	sql "UPDATE outbox_count SET published = published + 1"
+	run -1 payctl audit
+	[ "$(violations outbox_published_count)" = '{"invariant":"outbox_published_count","counted":25,"published":24}' ]
+	[ "$(found)" = '{"outbox_published_count":1}' ]
+	run -0 payctl audit --since 1h
 }
 
 @test "--since leaves older payments out" {

@@ -40,7 +40,8 @@ as_sql() {
 snapshot() {
 	sql "SELECT (SELECT COUNT(*) FROM payment), (SELECT COUNT(*) FROM outbox_event),
 		(SELECT COUNT(*) FROM refund_request), (SELECT COUNT(*) FROM settlement_request),
-		(SELECT COUNT(*) FROM ledger_entry), (SELECT COUNT(*) FROM processed_event),
+		(SELECT COUNT(*) FROM ledger_entry), (SELECT COUNT(*) FROM ledger_balance),
+		(SELECT COUNT(*) FROM processed_event),
 		(SELECT COUNT(*) FROM rate_limit), (SELECT COUNT(*) FROM breaker_state),
 		(SELECT COUNT(*) FROM breaker_event),
 		(SELECT COALESCE(SUM(CRC32(CONCAT_WS(',', payment_id, status,

@@ -77,5 +77,19 @@ sql_server() {
 	mariadb --no-defaults -N -B -h "$PAY_DB_HOST" -P "$PAY_DB_PORT" \
 		-u "$PAY_DB_USER" -p"$PAY_DB_PASSWORD" -e "$1" ${2:+"$2"}
 }
+# The statements that make ledger_balance again from ledger_entry, as
+# migration 0010 does: the running balances ledger-apply keeps, for the
+# entries a test writes with SQL.
+# shellcheck disable=SC2034 # for the files that load this one
+REBALANCE="DELETE FROM ledger_balance;
+	INSERT INTO ledger_balance SELECT account, side, currency, 0, COUNT(*),
+	SUM(amount), MOD(SUM((payment_id % 2147483647) * (amount % 2147483647)),
+	2147483647) FROM ledger_entry GROUP BY account, side, currency"
+# ... and outbox_count from outbox_event, as migration 0011 does: the count
+# outbox-relay keeps, for the rows a test publishes or deletes with SQL.
+# shellcheck disable=SC2034 # for the files that load this one
+RECOUNT="DELETE FROM outbox_count; INSERT INTO outbox_count
+	SELECT 0, COUNT(*) FROM outbox_event WHERE status = 'PUBLISHED'"
+
 # For conditions polled in a child shell: wait_until 5 bash -c '... sql ...'
 export -f sql sql_server

@@ -71,7 +71,7 @@ void result_down(struct result *r);
  * side is summed per currency and as a checksum weighted by payment id,
  * sum((payment_id mod Q) * (net mod Q)) mod Q with Q = 2^31 - 1, which an
  * entry booked to the wrong payment changes.  The payments' side comes from
- * the payments scan, the ledger's from the ledger scan (ledger.c).
+ * the payments scan, the ledger's from the running balances (ledger.c).
  */
 #define BOOK_Q 2147483647LL
 #define BOOK_TERM(id, x) "(" id " % 2147483647) * ((" x ") % 2147483647)"

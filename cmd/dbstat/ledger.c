@@ -7,7 +7,9 @@
  * The second is answered without joining a million payments to their
  * entries: both sides are summed per currency and as a checksum weighted by
  * payment id (see BOOK_WEIGHT), the payments' side by the payments scan and
- * the ledger's by the ledger scan, which run at once on two connections.
+ * the ledger's from the running balances that ledger-apply keeps with the
+ * entries (ledger_balance, migration 0010; payctl audit checks them against
+ * the entries), each on its own connection.
  *
  * A payment whose PAYMENT_CAPTURED or PAYMENT_REFUNDED event is still in
  * the outbox, or was published after the cutoff (now less
@@ -37,16 +39,11 @@
  * literals joined with macros.
  */
 /* clang-format off */
-/* With SQL_FSUM first, SQL_SUM when a sum is too big (dbstat.h). */
-#define Q_LEDGER(sum, weight)                                                  \
-	"SELECT account, side, currency, COUNT(*), " sum("amount") ", "        \
-	weight " FROM ledger_entry GROUP BY account, side, currency"          \
-	" ORDER BY account, currency, side"
-static const char q_ledger_f[] = Q_LEDGER(SQL_FSUM,
-    SQL_FSUM("IF(account = ?, " BOOK_FTERM("payment_id", "amount") ", 0)"));
-static const char q_ledger_x[] = Q_LEDGER(SQL_SUM,
-    "MOD(SUM(IF(account = ?, " BOOK_TERM("payment_id", "amount") ", 0)),"
-    " 2147483647)");
+/* The running balances, summed over their shards. */
+static const char q_ledger[] =
+    "SELECT account, side, currency, SUM(entries), SUM(amount),"
+    " MOD(SUM(checksum), 2147483647) FROM ledger_balance"
+    " GROUP BY account, side, currency ORDER BY account, currency, side";
 
 static const char q_cutoff[] = "SELECT NOW(6) - INTERVAL ? MICROSECOND";
 
@@ -295,7 +292,7 @@ in_flight_ids(struct db *db, const char *cutoff, char **out, int64_t *n)
 	return rc < 0 ? -rc : 0;
 }
 
-/* Accounts and per-currency totals from the ledger scan. */
+/* Accounts and per-currency totals from the running balances. */
 struct acct {
 	char *account, *currency;
 	int64_t debits, credits;
@@ -350,36 +347,26 @@ ledger_side(struct side *ls, const char *currency, const char *side,
 static int
 scan_ledger(struct db *db, const struct opts *o, struct scan *s, bool *bad)
 {
-	bool big = true;
 	struct acct *a;
 	int64_t sum, w;
-	int rc, pass;
+	int rc;
 
-	for (pass = 0; pass < 2 && big; pass++) {
-		scan_free(s);
-		memset(s, 0, sizeof(*s));
-		big = false;
-		if ((rc = db_query(db, pass ? q_ledger_x : q_ledger_f, "s",
-		         o->ledger_account)) != 0)
-			return rc;
-		while ((rc = db_next(db)) == 1) {
-			a = acct(s, db_str(db, 0), db_str(db, 2));
-			sum = sql_num(db, 4, bad);
-			w = sql_num(db, 5, bad);
-			big = big || !SQL_FSUM_OK(sum) || !SQL_FSUM_OK(w);
-			s->entries += sql_num(db, 3, bad);
-			if (strcmp(db_str(db, 1), "DEBIT") == 0)
-				a->debits += sum;
-			else
-				a->credits += sum;
-			if (strcmp(db_str(db, 0), o->ledger_account) == 0)
-				ledger_side(&s->ls, db_str(db, 2),
-				    db_str(db, 1), sum, w, 1);
-		}
-		if (rc < 0)
-			return -rc;
+	if ((rc = db_query(db, q_ledger, "")) != 0)
+		return rc;
+	while ((rc = db_next(db)) == 1) {
+		a = acct(s, db_str(db, 0), db_str(db, 2));
+		sum = sql_num(db, 4, bad);
+		w = sql_num(db, 5, bad);
+		s->entries += sql_num(db, 3, bad);
+		if (strcmp(db_str(db, 1), "DEBIT") == 0)
+			a->debits += sum;
+		else
+			a->credits += sum;
+		if (strcmp(db_str(db, 0), o->ledger_account) == 0)
+			ledger_side(
+			    &s->ls, db_str(db, 2), db_str(db, 1), sum, w, 1);
 	}
-	return 0;
+	return rc < 0 ? -rc : 0;
 }
 
 static int

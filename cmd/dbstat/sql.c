@@ -2,8 +2,9 @@
  * dbstat's database sections but the ledger: payments, outbox, settlement
  * and refund requests, breakers, and the database probe.  Every statement
  * is an aggregate that an index answers (lib/migrations/0005 adds the
- * covering ones), or a range over rows that are few by nature: pending and
- * dead outbox rows, the last minute of publishing, the last breaker window.
+ * covering ones), a range over rows that are few by nature (pending and
+ * dead outbox rows, the last minute of publishing, the last breaker
+ * window), or a count its writer keeps (outbox_count).
  */
 #include "dbstat.h"
 #include "diag.h"
@@ -40,13 +41,12 @@ static const char q_recent[] =
 
 /*
  * Published rows are most of the outbox and the only status not few by
- * nature: they are the total less the pending and dead rows, counted in
- * one snapshot.  The total is a plain COUNT(*) over the narrowest index,
- * which is cheaper than grouping every row by status (3,000,000 rows:
- * 0.36 s of server CPU against 0.61 s).
+ * nature: outbox-relay counts them in outbox_count (migration 0011) as it
+ * marks and purges them, and the shards are summed here, in the snapshot
+ * that counts the pending and dead rows.
  */
-static const char q_outbox_total[] =
-    "SELECT COUNT(*) FROM outbox_event FORCE INDEX (ix_outbox_aggregate)";
+static const char q_outbox_published[] =
+    "SELECT COALESCE(SUM(published), 0) FROM outbox_count";
 static const char q_outbox[] =
     "SELECT status, COUNT(*) FROM outbox_event"
     " WHERE status IN ('PENDING', 'DEAD') GROUP BY status";
@@ -188,7 +188,7 @@ age(struct db *db, unsigned col, bool *bad)
 void
 sql_outbox(struct db *db, const struct opts *o, struct result *r)
 {
-	int64_t pending = 0, published, dead = 0, total = 0, minute = 0;
+	int64_t pending = 0, published = 0, dead = 0, total, minute = 0;
 	json_t *types = json_array(), *oldest = json_null(), *t = NULL;
 	const char *prev = NULL;
 	long long attempts = 0;
@@ -196,10 +196,10 @@ sql_outbox(struct db *db, const struct opts *o, struct result *r)
 	int rc;
 
 	if ((rc = sql_snapshot(db)) != 0 ||
-	    (rc = db_query(db, q_outbox_total, "")) != 0)
+	    (rc = db_query(db, q_outbox_published, "")) != 0)
 		goto fail;
 	if ((rc = db_next(db)) == 1) {
-		total = sql_num(db, 0, &bad);
+		published = sql_num(db, 0, &bad);
 		db_next(db);
 	} else if (rc < 0)
 		goto fail_next;
@@ -214,7 +214,7 @@ sql_outbox(struct db *db, const struct opts *o, struct result *r)
 	if (rc < 0)
 		goto fail_next;
 	/* The status check constraint allows no fourth status. */
-	published = total - pending - dead;
+	total = published + pending + dead;
 	if ((rc = db_query(db, q_outbox_types, "")) != 0)
 		goto fail;
 	while ((rc = db_next(db)) == 1) {

@@ -310,6 +310,35 @@ static const char ledger_balance_sql[] =
     " HAVING SUM(IF(side = 'DEBIT', amount, -amount)) <> 0"
     " ORDER BY currency";
 
+/*
+ * The count of PUBLISHED rows that outbox-relay keeps (outbox_count,
+ * migration 0011) is the number of those rows.  It covers every payment,
+ * so it is checked only when the audit does (F_WHOLE).
+ */
+static const char outbox_count_sql[] =
+    "SELECT c.n, r.n FROM"
+    " (SELECT COALESCE(SUM(published), 0) AS n FROM outbox_count) c,"
+    " (SELECT COUNT(*) AS n FROM outbox_event WHERE status = 'PUBLISHED') r"
+    " WHERE c.n <> r.n";
+
+/*
+ * The running balances that ledger-apply keeps with the entries
+ * (ledger_balance, migration 0010) are the entries' count, sum and checksum
+ * per account, side and currency.  They cover every payment, so they are
+ * checked only when the audit does (F_WHOLE).
+ */
+static const char ledger_running_sql[] =
+    "SELECT account, side, currency, SUM(n), SUM(ln), SUM(a), SUM(la)"
+    " FROM (SELECT account, side, currency, entries AS n, 0 AS ln,"
+    "  amount AS a, 0 AS la, checksum AS w FROM ledger_balance"
+    "  UNION ALL SELECT account, side, currency, 0, COUNT(*), 0, SUM(amount),"
+    "  -MOD(SUM((payment_id % 2147483647) * (amount % 2147483647)),"
+    "  2147483647) FROM ledger_entry GROUP BY account, side, currency) t"
+    " GROUP BY account, side, currency"
+    " HAVING SUM(n) <> SUM(ln) OR SUM(a) <> SUM(la)"
+    " OR MOD(SUM(w), 2147483647) <> 0"
+    " ORDER BY account, side, currency";
+
 /* clang-format on */
 
 /* How a check's rows are judged. */
@@ -320,6 +349,8 @@ enum {
 	F_BUSY = 2,
 	/* Not a violation when the row's payment is busy. */
 	F_SETTLED = 4,
+	/* Checked only when the audit covers every payment. */
+	F_WHOLE = 8,
 };
 
 /*
@@ -367,6 +398,8 @@ static const struct check {
 	    "payment_id:i event_id:i event_key:s event_type:s attempts:i "
 	    "last_error:s",
 	    F_BUSY, S_FIRST },
+	{ "outbox_published_count", outbox_count_sql, "counted:i published:i",
+	    F_WHOLE, S_LAST },
 	{ "event_count", event_count_sql,
 	    "payment_id:i status:s event_type:s expected:i found:i", F_SETTLED,
 	    S_CHUNK },
@@ -392,6 +425,10 @@ static const struct check {
 	    F_SETTLED, S_CHUNK },
 	{ "ledger_balance", ledger_balance_sql, "currency:s debits:i credits:i",
 	    0, S_LAST },
+	{ "ledger_running_balance", ledger_running_sql,
+	    "account:s side:s currency:s entries:i ledger_entries:i amount:i "
+	    "ledger_amount:i",
+	    F_WHOLE, S_LAST },
 };
 #define NCHECKS (sizeof(checks) / sizeof(checks[0]))
 
@@ -408,6 +445,7 @@ struct audit {
 	struct idset young; /* ... with work under way within the bound */
 	long long found[NCHECKS];
 	long long violations;
+	bool whole; /* the scope is every payment */
 	bool output_failed;
 };
 
@@ -575,7 +613,8 @@ run_stage(struct audit *a, enum stage st)
 	int rc;
 
 	for (i = 0; i < NCHECKS; i++) {
-		if (checks[i].stage != st)
+		if (checks[i].stage != st ||
+		    ((checks[i].flags & F_WHOLE) && !a->whole))
 			continue;
 		if ((rc = run_check(a, i)) != 0)
 			return payctl_dbfail(
@@ -617,6 +656,7 @@ audit(struct audit *a, const char *since_ts, long long since_ms)
 	snprintf(as_of, sizeof(as_of), "%s", db_str(a->db, 0));
 	first = db_int(a->db, 1);
 	last = db_int(a->db, 2);
+	a->whole = first == 0;
 	checked = json_pack("{s:I, s:I, s:I, s:I, s:I}", "payments",
 	    (json_int_t)db_int(a->db, 3), "events",
 	    (json_int_t)db_int(a->db, 4), "settlements",
