@@ -12,6 +12,7 @@
  * running against the same database and Kafka.
  */
 #include "breaker.h"
+#include "clock.h"
 #include "conf.h"
 #include "db.h"
 #include "diag.h"
@@ -78,15 +79,6 @@ static const char pending_of[] =
     " AND status <> 'PUBLISHED'";
 static const char events_of[] =
     "SELECT event_key, event_type FROM outbox_event WHERE aggregate_id = ?";
-
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void
 pause_ms(long long ms)
@@ -173,14 +165,14 @@ static long long
 wait_state(
     struct run *r, const char *want1, const char *want2, long long timeout_ms)
 {
-	long long start = now_ms();
+	long long start = clock_mono_ms();
 	const char *s;
 
 	for (;;) {
 		s = state(r);
 		if (strcmp(s, want1) == 0 || (want2 && strcmp(s, want2) == 0))
-			return now_ms() - start;
-		if (now_ms() - start > timeout_ms)
+			return clock_mono_ms() - start;
+		if (clock_mono_ms() - start > timeout_ms)
 			return -1;
 		pause_ms(100);
 	}
@@ -234,7 +226,7 @@ phase(struct run *r, const char *name, long long start, long long ok,
 {
 	json_array_append_new(r->phases,
 	    json_pack("{s:s, s:I, s:I, s:I, s:s}", "name", name, "ms",
-	        (json_int_t)(now_ms() - start), "authorizations",
+	        (json_int_t)(clock_mono_ms() - start), "authorizations",
 	        (json_int_t)tried, "succeeded", (json_int_t)ok, "breaker",
 	        state(r)));
 	diag_info(0, "%s: %lld of %lld authorizations, breaker %s", name, ok,
@@ -349,8 +341,8 @@ lost_events(struct run *r, long long *expected)
 			left++;
 	}
 	rd_kafka_assign(rk, parts);
-	deadline = now_ms() + 60000;
-	while (left > 0 && now_ms() < deadline) {
+	deadline = clock_mono_ms() + 60000;
+	while (left > 0 && clock_mono_ms() < deadline) {
 		if ((m = rd_kafka_consumer_poll(rk, 500)) == NULL)
 			continue;
 		if (m->err == 0) {
@@ -399,10 +391,11 @@ scenario(struct run *r)
 	int rc;
 
 	/* 1. healthy traffic, each event published. */
-	start = now_ms();
+	start = clock_mono_ms();
 	for (i = ok = 0; i < r->o.healthy; i++)
 		ok += authorize(r, "NORMAL_TEST", i) != 0;
-	while (pending(r) > 0 && now_ms() - start < r->o.drain_wait * 1000)
+	while (
+	    pending(r) > 0 && clock_mono_ms() - start < r->o.drain_wait * 1000)
 		pause_ms(100);
 	phase(r, "healthy", start, ok, r->o.healthy);
 	if (ok != r->o.healthy || pending(r) > 0) {
@@ -413,7 +406,7 @@ scenario(struct run *r)
 	}
 
 	/* 2-3. Kafka down: authorizations go on, the breaker opens. */
-	start = now_ms();
+	start = clock_mono_ms();
 	db_clock(r, stopped_at);
 	if ((rc = shell(r->o.stop_cmd)) != 0) {
 		diag_warn("kafka stop command '%s' failed (exit %d)",
@@ -423,12 +416,12 @@ scenario(struct run *r)
 	for (i = ok = 0; i < r->o.outage; i++)
 		ok += authorize(r, "SLOW_TEST", i) != 0;
 	if (wait_state(r, "OPEN", NULL,
-	        r->o.open_wait * 1000 - (now_ms() - start)) >= 0)
+	        r->o.open_wait * 1000 - (clock_mono_ms() - start)) >= 0)
 		t_open = took(r, stopped_at, "OPEN");
 	phase(r, "outage", start, ok, r->o.outage);
 
 	/* 4-5. Kafka back: HALF_OPEN, then CLOSED under recovery traffic. */
-	start = now_ms();
+	start = clock_mono_ms();
 	db_clock(r, started_at);
 	if ((rc = shell(r->o.start_cmd)) != 0) {
 		diag_warn("kafka start command '%s' failed (exit %d)",
@@ -451,8 +444,9 @@ scenario(struct run *r)
 	phase(r, "recovery", start, recovery_ok, recovery_tried);
 
 	/* 6. nothing lost. */
-	start = now_ms();
-	while (pending(r) > 0 && now_ms() - start < r->o.drain_wait * 1000)
+	start = clock_mono_ms();
+	while (
+	    pending(r) > 0 && clock_mono_ms() - start < r->o.drain_wait * 1000)
 		pause_ms(100);
 	lost = lost_events(r, &expected);
 	final = state(r);
@@ -469,7 +463,8 @@ scenario(struct run *r)
 	json_object_set_new(rep, "recovery_ok",
 	    json_boolean(recovered && recovery_ok == recovery_tried));
 	json_object_set_new(rep, "cycle_seen", json_boolean(cycle));
-	json_object_set_new(rep, "total_ms", json_integer(now_ms() - r->t0));
+	json_object_set_new(
+	    rep, "total_ms", json_integer(clock_mono_ms() - r->t0));
 	bool pass = strcmp(final, "CLOSED") == 0 && recovered &&
 	    recovery_ok == recovery_tried && cycle && lost == 0 &&
 	    ok == r->o.outage &&
@@ -670,7 +665,7 @@ main(int argc, char **argv)
 		r.first_event = db_int(r.db, 0);
 	while (db_next(r.db) > 0)
 		;
-	r.t0 = now_ms();
+	r.t0 = clock_mono_ms();
 	r.phases = json_array();
 	rc = scenario(&r);
 	json_decref(r.phases);

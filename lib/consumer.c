@@ -2,6 +2,7 @@
  * consumer: see consumer.h.  This file holds the Kafka loop, signals and
  * transactions; consumer_event.c the pure helpers.
  */
+#include "clock.h"
 #include "consumer.h"
 #include "conf.h"
 #include "diag.h"
@@ -83,15 +84,6 @@ consumer_sleep(long long ms)
 		nanosleep(&ts, NULL);
 		ms -= step;
 	}
-}
-
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Connect and set the session up; NULL with code and msg set. */
@@ -904,7 +896,7 @@ done(const struct run *r)
 static int
 loop(struct run *r)
 {
-	long long start = now_ms(), last_commit = start;
+	long long start = clock_mono_ms(), last_commit = start;
 	long long join = conf_ms("consumer_join_timeout");
 	long long every = conf_ms("consumer_commit_interval");
 	bool joined = false;
@@ -924,11 +916,11 @@ loop(struct run *r)
 			if (r->o->committed != NULL)
 				r->o->committed(r->o->arg);
 		}
-		if (now_ms() - last_commit >= every) {
+		if (clock_mono_ms() - last_commit >= every) {
 			commit(r, false);
-			last_commit = now_ms();
+			last_commit = clock_mono_ms();
 		}
-		if (r->o->once && !joined && now_ms() - start > join) {
+		if (r->o->once && !joined && clock_mono_ms() - start > join) {
 			diag_warn("no partitions assigned in group '%s' within "
 			          "%llds%s%s",
 			    r->o->group, join / 1000, r->last_err ? ": " : "",
@@ -1070,7 +1062,7 @@ fleet_close(struct fleet *fl)
 static int
 loop_overlapped(struct run *r)
 {
-	long long start = now_ms(), last_commit = start;
+	long long start = clock_mono_ms(), last_commit = start;
 	long long join = conf_ms("consumer_join_timeout");
 	long long every = conf_ms("consumer_commit_interval");
 	struct fleet fl;
@@ -1086,11 +1078,11 @@ loop_overlapped(struct run *r)
 			break;
 		if (r->nbatch > 0)
 			launch(r, &fl.f[(fl.oldest + fl.n++) % fl.size]);
-		if (now_ms() - last_commit >= every) {
+		if (clock_mono_ms() - last_commit >= every) {
 			commit(r, false);
-			last_commit = now_ms();
+			last_commit = clock_mono_ms();
 		}
-		if (r->o->once && !joined && now_ms() - start > join) {
+		if (r->o->once && !joined && clock_mono_ms() - start > join) {
 			diag_warn("no partitions assigned in group '%s' within "
 			          "%llds%s%s",
 			    r->o->group, join / 1000, r->last_err ? ": " : "",

@@ -54,6 +54,7 @@
  * the row turns DEAD only once that record's delivery report succeeds, else
  * it stays PENDING and is dead-lettered again later.
  */
+#include "clock.h"
 #include "conf.h"
 #include "diag.h"
 #include "js.h"
@@ -166,15 +167,6 @@ static const char idle_sql[] = "SET SESSION idle_transaction_timeout = ?";
  */
 #define PROBE_BATCH 10
 
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static double
 now_s(void)
 {
@@ -200,7 +192,7 @@ timings(const struct relay *r, const double t[NPHASES + 1], int waves)
 static bool
 kafka_permitted(struct relay *r)
 {
-	r->t0 = now_ms();
+	r->t0 = clock_mono_ms();
 	return breaker_acquire(r->breaker, &r->bc);
 }
 
@@ -211,7 +203,7 @@ kafka_outcome(struct relay *r, size_t delivered, size_t failed)
 		breaker_release(r->breaker, &r->bc);
 	else
 		breaker_record_many(r->breaker, &r->bc, (long long)delivered,
-		    (long long)failed, (double)(now_ms() - r->t0));
+		    (long long)failed, (double)(clock_mono_ms() - r->t0));
 	r->bc.permit = 0;
 }
 
