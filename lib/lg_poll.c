@@ -6,6 +6,7 @@
  * statement and not SQL assembled from text.
  */
 #include "lg_poll.h"
+#include "clock.h"
 #include "diag.h"
 
 #include <errno.h>
@@ -25,6 +26,16 @@ static const char poll_sql[] =
     " (SELECT COUNT(*) FROM ledger_entry l WHERE l.payment_id = p.payment_id)"
     " FROM JSON_TABLE(?, '$[*]' COLUMNS (id BIGINT PATH '$')) AS j"
     " JOIN payment p ON p.payment_id = j.id";
+
+/*
+ * A payment being waited on; tag is the caller's (slot, iteration); since
+ * when, and when it is next looked at (monotonic ms).
+ */
+struct lg_wait {
+	int64_t payment_id;
+	uint64_t tag;
+	int64_t since, next;
+};
 
 struct lg_poll {
 	struct db *db;
@@ -112,6 +123,29 @@ query(struct lg_poll *p, const struct lg_wait *w, size_t n)
 	return rc < 0 ? -rc : 0;
 }
 
+long
+lg_poll_gap_ms(long interval_ms, int64_t age_ms)
+{
+	return age_ms / 16 > interval_ms ? (long)(age_ms / 16) : interval_ms;
+}
+
+/* The payments due a look, into w; each one's next look.  Under p->mu. */
+static size_t
+due(struct lg_poll *p, struct lg_wait *w)
+{
+	int64_t now = clock_mono_ms();
+	size_t i, n = 0;
+
+	for (i = 0; i < p->nw; i++) {
+		if (p->w[i].next > now)
+			continue;
+		p->w[i].next =
+		    now + lg_poll_gap_ms(p->interval_ms, now - p->w[i].since);
+		w[n++] = p->w[i];
+	}
+	return n;
+}
+
 static void *
 run(void *arg)
 {
@@ -127,9 +161,8 @@ run(void *arg)
 			pthread_mutex_unlock(&p->mu);
 			break;
 		}
-		n = p->nw;
-		w = xrealloc(w, (n ? n : 1) * sizeof(*w));
-		memcpy(w, p->w, n * sizeof(*w));
+		w = xrealloc(w, (p->nw ? p->nw : 1) * sizeof(*w));
+		n = due(p, w);
 		pthread_mutex_unlock(&p->mu);
 		for (i = 0; i < n && rc == 0; i += BATCH)
 			rc = query(p, w + i, n - i < BATCH ? n - i : BATCH);
@@ -187,8 +220,8 @@ lg_poll_add(struct lg_poll *p, int64_t payment_id, uint64_t tag)
 		p->capw = p->capw ? p->capw * 2 : 256;
 		p->w = xrealloc(p->w, p->capw * sizeof(*p->w));
 	}
-	p->w[p->nw].payment_id = payment_id;
-	p->w[p->nw++].tag = tag;
+	p->w[p->nw] = (struct lg_wait){ payment_id, tag, clock_mono_ms(), 0 };
+	p->nw++;
 	pthread_mutex_unlock(&p->mu);
 }
 

@@ -2,8 +2,11 @@
  * lg_poll: loadgen's read-only view of the payments it started, for the
  * full-flow scenario.  A thread asks MariaDB, once per interval and with
  * one query per 1,000 payments, for the status and ledger row count of
- * every payment loadgen is waiting on, and hands the answers back through
- * a pipe the event loop polls, so a slow query never delays the schedule.
+ * the payments loadgen is waiting on that are due a look, and hands the
+ * answers back through a pipe the event loop polls, so a slow query never
+ * delays the schedule.  A payment waited on for a while is looked at less
+ * often (lg_poll_gap_ms), so that a backlog of slow flows does not load
+ * the database it measures with ever more polling.
  */
 #ifndef PAYKIT_LG_POLL_H
 #define PAYKIT_LG_POLL_H
@@ -11,12 +14,6 @@
 #include "db.h"
 
 #include <stdint.h>
-
-/* A payment being waited on; tag is the caller's (slot, iteration). */
-struct lg_wait {
-	int64_t payment_id;
-	uint64_t tag;
-};
 
 struct lg_seen {
 	int64_t payment_id;
@@ -46,5 +43,12 @@ long lg_poll_take(
     struct lg_poll *p, struct lg_seen **seen, int *code, char *msg, size_t len);
 
 void lg_poll_stop(struct lg_poll *p);
+
+/*
+ * How long after a look at a payment waited on for age_ms the next look
+ * comes: the interval, or a sixteenth of the age when that is longer, so
+ * a wait is measured to within about 6 % of its length.
+ */
+long lg_poll_gap_ms(long interval_ms, int64_t age_ms);
 
 #endif

@@ -103,10 +103,33 @@ load test_helper
 	run -0 devstack down
 }
 
+@test "three private stacks started at once on free ports all come up" {
+	local i pids=() ports
+	# They look for free ports at the same time and pick the same ones:
+	# the ones that lose a port when they bind it take the next.  And each
+	# bootstrap keeps its temporary tables where the others' servers, as
+	# they start, do not clean them up.
+	for i in 1 2 3; do
+		PAY_DEVSTACK_DIR="$BATS_TEST_TMPDIR/s$i" PAY_DEVSTACK_DB_PORT=0 \
+			PAY_DEVSTACK_PG_PORT=0 devstack up >"$BATS_TEST_TMPDIR/up$i" 2>&1 &
+		pids+=($!)
+	done
+	for i in 0 1 2; do
+		wait "${pids[$i]}" || { cat "$BATS_TEST_TMPDIR/up$((i + 1))"; false; }
+	done
+	ports=$(cat "$BATS_TEST_TMPDIR"/s*/mariadb/port | sort -u | wc -l)
+	[ "$ports" = 3 ]
+	for i in 1 2 3; do
+		PAY_DEVSTACK_DIR="$BATS_TEST_TMPDIR/s$i" run -0 devstack status
+		PAY_DEVSTACK_DIR="$BATS_TEST_TMPDIR/s$i" run -0 devstack down
+	done
+}
+
 teardown() {
 	local d
 	# A private stack a failed test left up.
-	for d in "$BATS_TEST_TMPDIR/stack" "$BATS_TEST_TMPDIR/restart"; do
+	for d in "$BATS_TEST_TMPDIR/stack" "$BATS_TEST_TMPDIR/restart" \
+		"$BATS_TEST_TMPDIR"/s[123]; do
 		[ ! -d "$d" ] || PAY_DEVSTACK_DIR=$d devstack down 2>/dev/null || true
 	done
 }

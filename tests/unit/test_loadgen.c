@@ -1,10 +1,11 @@
 /*
  * loadgen's pure parts: histogram percentiles against known
- * distributions, the threshold grammar, and the timeline of constant and
- * ramping arrival rates.
+ * distributions, the threshold grammar, the timeline of constant and
+ * ramping arrival rates, and how often a waited-on payment is looked at.
  */
 #include "lg_hist.h"
 #include "lg_metrics.h"
+#include "lg_poll.h"
 #include "lg_sched.h"
 #include "lg_thresh.h"
 #include "unit.h"
@@ -347,6 +348,17 @@ sched_stage_syntax(void)
 	CHECK(lg_parse_rate("10/s", &r) == -1);
 }
 
+static void
+poll_gap_grows_with_the_wait(void)
+{
+	/* The interval until a sixteenth of the age is longer. */
+	CHECK(lg_poll_gap_ms(50, 0) == 50);
+	CHECK(lg_poll_gap_ms(50, 800) == 50);
+	CHECK(lg_poll_gap_ms(50, 1600) == 100);
+	CHECK(lg_poll_gap_ms(50, 30000) == 1875);
+	CHECK(lg_poll_gap_ms(1000, 15000) == 1000);
+}
+
 int
 main(void)
 {
@@ -363,5 +375,6 @@ main(void)
 	RUN(sched_constant_is_exact);
 	RUN(sched_ramping_follows_the_integral);
 	RUN(sched_stage_syntax);
+	RUN(poll_gap_grows_with_the_wait);
 	UNIT_END();
 }
