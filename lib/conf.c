@@ -76,7 +76,7 @@ static struct setting settings[] = {
 	{ "consumer_join_timeout", T_DUR, "30s", 1, DAY_MS },
 	{ "consumer_purge_batch", T_INT, "500", 1, 100000 },
 	{ "settle_group", T_STR, "settle" },
-	{ "settle_concurrency", T_INT, "256", 1, 4096 },
+	{ "settle_concurrency", T_INT, "512", 1, 4096 },
 	{ "settle_max_retries", T_INT, "10", 0, 1000 },
 	{ "settle_retry_base", T_DUR, "2s", 1, DAY_MS },
 	{ "settle_retry_max", T_DUR, "10m", 1, DAY_MS },
