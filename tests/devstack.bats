@@ -120,7 +120,9 @@ load test_helper
 	ports=$(cat "$BATS_TEST_TMPDIR"/s*/mariadb/port | sort -u | wc -l)
 	[ "$ports" = 3 ]
 	for i in 1 2 3; do
-		PAY_DEVSTACK_DIR="$BATS_TEST_TMPDIR/s$i" run -0 devstack status
+		PAY_DEVSTACK_DIR="$BATS_TEST_TMPDIR/s$i" run devstack status
+		echo "status $status: $output"
+		[ "$status" = 0 ]
 		PAY_DEVSTACK_DIR="$BATS_TEST_TMPDIR/s$i" run -0 devstack down
 	done
 }
