@@ -55,9 +55,9 @@ static const char ins_entries[] =
     " (?, ?, ?, 'CREDIT', ?, ?, IFNULL(?, NOW(6)))"
     " ON DUPLICATE KEY UPDATE entry_id = entry_id";
 /*
- * A batch at once: the payments of a JSON array of ids, and the entries of
- * a JSON array of rows [event_key, payment_id, account, side, amount,
- * currency, occurred_at or null], inserted in the array's order.
+ * A batch at once: the payments of a JSON array of ids; the entries, one
+ * row of values each, in the server's bulk execution (db_bulk), which costs
+ * the server about half of what unpacking them from JSON does.
  */
 static const char sel_payments[] =
     "SELECT p.payment_id, p.currency, p.captured_amount, p.refunded_amount"
@@ -66,11 +66,7 @@ static const char sel_payments[] =
 static const char ins_entry_set[] =
     "INSERT INTO ledger_entry"
     " (event_key, payment_id, account, side, amount, currency, occurred_at)"
-    " SELECT k, pid, account, side, amount, currency, IFNULL(at, NOW(6))"
-    " FROM JSON_TABLE(?, '$[*]' COLUMNS (k CHAR(36) PATH '$[0]',"
-    " pid BIGINT PATH '$[1]', account VARCHAR(64) PATH '$[2]',"
-    " side VARCHAR(6) PATH '$[3]', amount BIGINT PATH '$[4]',"
-    " currency VARCHAR(3) PATH '$[5]', at VARCHAR(26) PATH '$[6]')) AS j"
+    " VALUES (?, ?, ?, ?, ?, ?, IFNULL(?, NOW(6)))"
     " ON DUPLICATE KEY UPDATE entry_id = entry_id";
 
 /*
@@ -315,18 +311,63 @@ load_payments(struct db *db, const struct booking *b, const bool *ok, size_t n,
 	return 0;
 }
 
+/* The entries of a batch, column by column, for db_bulk. */
+struct entries {
+	const char **key, **account, **side, **cur, **at;
+	int64_t *pid, *amount;
+	size_t n;
+};
+
+static void
+entries_alloc(struct entries *e, size_t max)
+{
+	e->key = xcalloc(max, sizeof(*e->key));
+	e->account = xcalloc(max, sizeof(*e->account));
+	e->side = xcalloc(max, sizeof(*e->side));
+	e->cur = xcalloc(max, sizeof(*e->cur));
+	e->at = xcalloc(max, sizeof(*e->at));
+	e->pid = xcalloc(max, sizeof(*e->pid));
+	e->amount = xcalloc(max, sizeof(*e->amount));
+	e->n = 0;
+}
+
+static void
+entries_free(struct entries *e)
+{
+	free(e->key);
+	free(e->account);
+	free(e->side);
+	free(e->cur);
+	free(e->at);
+	free(e->pid);
+	free(e->amount);
+}
+
+static void
+entries_add(struct entries *e, const char *key, const struct booking *b,
+    const char *account, const char *side)
+{
+	e->key[e->n] = key;
+	e->pid[e->n] = b->pid;
+	e->account[e->n] = account;
+	e->side[e->n] = side;
+	e->amount[e->n] = b->amount;
+	e->cur[e->n] = b->cur;
+	e->at[e->n++] = b->at;
+}
+
 static int
 on_batch(struct db *db, struct consumer_item *items, size_t n, void *arg)
 {
 	struct booking *b = xcalloc(n, sizeof(*b));
 	bool *ok = xcalloc(n, sizeof(*ok));
-	json_t *rows = json_array();
 	struct tally t = { NULL, 0 };
 	struct paid *paid = NULL, key;
+	struct entries e;
 	size_t i, npaid;
-	char *text;
 	int rc;
 
+	entries_alloc(&e, 2 * n);
 	for (i = 0; i < n; i++) {
 		items[i].rc = read_event(items[i].m, items[i].e, &b[i]);
 		ok[i] = items[i].rc == 0;
@@ -342,34 +383,28 @@ on_batch(struct db *db, struct consumer_item *items, size_t n, void *arg)
 		    items[i].e);
 		if (items[i].rc != 0)
 			continue;
-		json_array_append_new(rows,
-		    json_pack("[s,I,s,s,I,s,s?]", items[i].m->event_id,
-		        (json_int_t)b[i].pid, b[i].debit, "DEBIT",
-		        (json_int_t)b[i].amount, b[i].cur, b[i].at));
-		json_array_append_new(rows,
-		    json_pack("[s,I,s,s,I,s,s?]", items[i].m->event_id,
-		        (json_int_t)b[i].pid, b[i].credit, "CREDIT",
-		        (json_int_t)b[i].amount, b[i].cur, b[i].at));
+		entries_add(
+		    &e, items[i].m->event_id, &b[i], b[i].debit, "DEBIT");
+		entries_add(
+		    &e, items[i].m->event_id, &b[i], b[i].credit, "CREDIT");
 		tally_booking(&t, &b[i]);
 	}
-	if (json_array_size(rows) > 0) {
-		if ((text = json_dumps(rows, JSON_COMPACT)) == NULL)
-			diag_die(EX_SOFTWARE, "cannot encode a JSON array");
-		rc = db_exec(db, ins_entry_set, "s", text);
-		free(text);
+	if (e.n > 0) {
+		rc = db_bulk(db, ins_entry_set, e.n, "sississ", e.key, e.pid,
+		    e.account, e.side, e.amount, e.cur, e.at);
 		/*
 		 * Entries already there (an event redelivered after its
 		 * processed_event row was purged) count once: redo the batch
 		 * a message at a time, which tells them apart.
 		 */
-		if (rc == 0 && db_affected(db) != json_array_size(rows))
+		if (rc == 0 && db_affected(db) != e.n)
 			rc = EX_SOFTWARE;
 		if (rc == 0)
 			rc = tally_apply(db, &t);
 	}
 out:
 	free(t.v);
-	json_decref(rows);
+	entries_free(&e);
 	free(paid);
 	free(ok);
 	free(b);
