@@ -161,19 +161,24 @@ db_connect(const char *dbname, int *code, char *msg, size_t len)
 	return db;
 }
 
-/* Drop the statements and the connection, keep the rest of db. */
+/*
+ * Drop the connection and its statements, keep the rest of db.  The
+ * connection goes first: mysql_close() detaches the statements from it, so
+ * mysql_stmt_close() then only frees them, with no COM_STMT_CLOSE each for
+ * a server that drops them with the connection anyway.
+ */
 static void
 close_conn(struct db *db)
 {
 	size_t i;
 
 	db->cur = NULL;
-	for (i = 0; i < db->ncache; i++)
-		mysql_stmt_close(db->cache[i].st);
-	db->ncache = 0;
 	if (db->my != NULL)
 		mysql_close(db->my);
 	db->my = NULL;
+	for (i = 0; i < db->ncache; i++)
+		mysql_stmt_close(db->cache[i].st);
+	db->ncache = 0;
 }
 
 int
