@@ -43,6 +43,18 @@ static const char window_sums[] =
     " JOIN breaker_state s ON s.name = b.name"
     " WHERE b.name = ? AND b.bucket > NOW() - INTERVAL ? SECOND"
     " AND (s.since IS NULL OR b.bucket + INTERVAL 1 SECOND > s.since)";
+/*
+ * The window with the state, read back after a bucket is written: one
+ * statement for what window_sums and read_state would tell.
+ */
+static const char window_state[] =
+    "SELECT s.state, s.open_until IS NOT NULL AND s.open_until <= NOW(6),"
+    " COALESCE(SUM(b.successes), 0), COALESCE(SUM(b.failures), 0),"
+    " COALESCE(SUM(b.slow), 0) FROM breaker_state s"
+    " LEFT JOIN breaker_bucket b ON b.name = s.name"
+    " AND b.bucket > NOW() - INTERVAL ? SECOND"
+    " AND (s.since IS NULL OR b.bucket + INTERVAL 1 SECOND > s.since)"
+    " WHERE s.name = ? GROUP BY s.name, s.state, s.open_until";
 static const char purge_buckets[] =
     "DELETE FROM breaker_bucket WHERE name = ?"
     " AND bucket < NOW() - INTERVAL 1 HOUR LIMIT 1000";
@@ -92,6 +104,8 @@ struct breaker {
 	bool open_due;
 	long long ok, fail, slow, denied;
 	long long last_sync, last_purge; /* ms, monotonic */
+	bool new_bucket; /* the last sync started this second's bucket */
+	bool fresh; /* the last sync read the state with the window */
 	long long half_open_full_until;
 };
 
@@ -165,8 +179,18 @@ breaker_conf(const char *name, struct breaker_conf *c)
 	c->permit_ttl_ms = setting(name, "permit_ttl", true);
 }
 
+/* The state and whether an OPEN wait is over, from columns 0 and 1. */
+static void
+take_state(struct breaker *b)
+{
+	if (breaker_state_parse(db_str(b->db, 0), &b->state) != 0)
+		b->state = BREAKER_CLOSED;
+	b->open_due = db_int(b->db, 1) != 0;
+}
+
+/* Read the state; *found (if not NULL) tells whether the row exists. */
 static int
-refresh(struct breaker *b)
+read_row(struct breaker *b, bool *found)
 {
 	int rc;
 
@@ -174,14 +198,19 @@ refresh(struct breaker *b)
 		return rc;
 	if ((rc = db_next(b->db)) < 0)
 		return -rc;
-	if (rc == 1) {
-		if (breaker_state_parse(db_str(b->db, 0), &b->state) != 0)
-			b->state = BREAKER_CLOSED;
-		b->open_due = db_int(b->db, 1) != 0;
-	}
+	if (rc == 1)
+		take_state(b);
+	if (found != NULL)
+		*found = rc == 1;
 	while (db_next(b->db) > 0)
 		;
 	return 0;
+}
+
+static int
+refresh(struct breaker *b)
+{
+	return read_row(b, NULL);
 }
 
 int
@@ -189,6 +218,7 @@ breaker_attach(struct db *db, const char *name, struct breaker **out)
 {
 	struct breaker *b = xcalloc(1, sizeof(*b));
 	char host[32] = "";
+	bool found;
 	int rc;
 
 	pthread_mutex_init(&b->mu, NULL);
@@ -198,8 +228,11 @@ breaker_attach(struct db *db, const char *name, struct breaker **out)
 	snprintf(
 	    b->holder, sizeof(b->holder), "%.31s:%ld", host, (long)getpid());
 	breaker_conf(name, &b->c);
-	if ((rc = db_exec(db, ensure_row, "s", b->name)) != 0 ||
-	    (rc = refresh(b)) != 0) {
+	/* The row is there but for a breaker's first process: read first. */
+	if ((rc = read_row(b, &found)) != 0 ||
+	    (!found &&
+	        ((rc = db_exec(db, ensure_row, "s", b->name)) != 0 ||
+	            (rc = refresh(b)) != 0))) {
 		free(b);
 		return rc;
 	}
@@ -288,6 +321,29 @@ breaker_window(struct db *db, const char *name, const struct breaker_conf *c,
 	return 0;
 }
 
+/* The window with the state after a bucket was written, for evaluate(). */
+static int
+window_now(struct breaker *b, long long *ok, long long *fail, long long *slow)
+{
+	int rc;
+
+	rc = db_query(b->db, window_state, "is",
+	    (int64_t)((b->c.window_ms + 999) / 1000), b->name);
+	if (rc != 0 || (rc = db_next(b->db)) < 0)
+		return rc < 0 ? -rc : rc;
+	*ok = *fail = *slow = 0;
+	if (rc == 1) {
+		take_state(b);
+		b->fresh = true;
+		*ok = db_int(b->db, 2);
+		*fail = db_int(b->db, 3);
+		*slow = db_int(b->db, 4);
+	}
+	while (db_next(b->db) > 0)
+		;
+	return 0;
+}
+
 /* Push the counted outcomes and decide whether the window trips. */
 static int
 evaluate(struct breaker *b)
@@ -296,17 +352,22 @@ evaluate(struct breaker *b)
 	char reason[128];
 	int rc;
 
+	b->new_bucket = b->fresh = false;
 	if (b->ok + b->fail > 0) {
 		rc = db_exec(b->db, add_bucket, "siii", b->name, (int64_t)b->ok,
 		    (int64_t)b->fail, (int64_t)b->slow);
 		if (rc != 0)
 			return rc;
+		/* 1 a new row, 2 one added to (ON DUPLICATE KEY UPDATE). */
+		b->new_bucket = db_affected(b->db) == 1;
 		b->ok = b->fail = b->slow = 0;
 		if (b->state != BREAKER_CLOSED)
 			return 0;
-		if ((rc = breaker_window(
-		         b->db, b->name, &b->c, &ok, &fail, &slow)) != 0)
+		if ((rc = window_now(b, &ok, &fail, &slow)) != 0)
 			return rc;
+		/* Opened, disabled... meanwhile: not ours to judge. */
+		if (b->state != BREAKER_CLOSED)
+			return 0;
 		calls = ok + fail;
 		if (calls >= b->c.min_calls &&
 		    (fail * 100 >= b->c.failure_rate * calls ||
@@ -339,12 +400,16 @@ sync_locked(struct breaker *b, bool force)
 	}
 	if ((rc = evaluate(b)) != 0)
 		return rc;
-	if (now - b->last_purge > 60000) {
+	/*
+	 * Old buckets go once per new bucket at most, so many short-lived
+	 * processes purge about once a second between them, not each once.
+	 */
+	if (b->new_bucket && now - b->last_purge > 60000) {
 		b->last_purge = now;
 		if ((rc = db_exec(b->db, purge_buckets, "s", b->name)) != 0)
 			return rc;
 	}
-	if ((rc = refresh(b)) != 0)
+	if (!b->fresh && (rc = refresh(b)) != 0)
 		return rc;
 	if (b->state == BREAKER_OPEN && b->open_due)
 		return transition(
