@@ -128,16 +128,21 @@ auth_event(struct outbox_event *ev, const struct auth *a, const char *type,
 	ev->text = outbox_seal(&o, type, ev->key);
 }
 
+/* The events of an approval, in one round trip. */
 static int
-emit(struct db *db, const struct auth *a, const char *type, const char *status,
-    const struct pg_result *res)
+emit(struct db *db, const struct auth *a, const struct pg_result *res)
 {
-	struct outbox_event ev;
+	struct outbox_event ev[2];
+	size_t i, n = 0;
 	int rc;
 
-	auth_event(&ev, a, type, status, res);
-	rc = outbox_insert_many(db, &ev, 1);
-	free(ev.text);
+	auth_event(&ev[n++], a, EV_AUTHORIZED, "AUTHORIZED", res);
+	if (a->capture)
+		auth_event(&ev[n++], a, EV_CAPTURE_REQUESTED,
+		    "CAPTURE_REQUESTED", res);
+	rc = outbox_insert_many(db, ev, n);
+	for (i = 0; i < n; i++)
+		free(ev[i].text);
 	return rc;
 }
 
@@ -204,10 +209,7 @@ finish(struct db *db, void *arg)
 			return 0;
 		}
 		if (rc == 0 && ok)
-			rc = emit(db, a, EV_AUTHORIZED, "AUTHORIZED", res);
-		if (rc == 0 && ok && a->capture)
-			rc = emit(db, a, EV_CAPTURE_REQUESTED,
-			    "CAPTURE_REQUESTED", res);
+			rc = emit(db, a, res);
 		if (rc == 0 && (rc = db_commit(db)) == 0)
 			return 0;
 		db_rollback(db);
