@@ -80,6 +80,26 @@ transitions() {
 	[ "$(state)" = CLOSED ]
 }
 
+@test "a success that brings the window to the minimum judges it too" {
+	pg_control '{"fault":"http500","endpoint":"authorize"}' >/dev/null
+	authorize_n 4 judge
+	[ "$(state)" = CLOSED ]
+	pg_control '{"fault":"none","endpoint":"authorize"}' >/dev/null
+	authorize_n 1 judge-ok
+	[ "$(state)" = OPEN ]
+	payctl breaker pg | jq -e '.transitions[-1].reason | test("4 of 5 calls failed")'
+}
+
+@test "an authorization purges the breaker's buckets older than an hour" {
+	# The reset in setup dropped every bucket: this run starts a new one.
+	sql "INSERT INTO breaker_bucket (name, bucket, successes)
+		VALUES ('pg', NOW() - INTERVAL 2 HOUR, 7)"
+	authorize_n 1 purge
+	[ "$(sql "SELECT COUNT(*) FROM breaker_bucket WHERE name = 'pg'
+		AND bucket < NOW() - INTERVAL 1 HOUR")" = 0 ]
+	payctl breaker pg | jq -e '.successful == 1'
+}
+
 @test "declines are answers, not failures" {
 	pg_control '{"fault":"fail","endpoint":"authorize"}' >/dev/null
 	authorize_n 6 decline
