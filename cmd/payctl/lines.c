@@ -120,7 +120,8 @@ lines_next(struct lines *L, bool block, char **out)
 static struct {
 	pthread_mutex_t mu;
 	bool failed;
-	long total, bad, unavailable, temporary, internal, declined;
+	long total, bad, unavailable, temporary, internal, config, declined;
+	char *config_msg; /* the first configuration error's message */
 } O = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
 /* Under O.mu. */
@@ -151,7 +152,12 @@ lines_emit(
 		O.unavailable++;
 	else if (code == EX_TEMPFAIL)
 		O.temporary++;
-	else if (code != 0)
+	else if (code == EX_CONFIG) {
+		/* A missing grant or table: every request meets it. */
+		if (O.config++ == 0)
+			O.config_msg =
+			    xstrdup(js_getstr(line, "message", "(no message)"));
+	} else if (code != 0)
 		O.internal++;
 	else if (declined)
 		O.declined++;
@@ -186,7 +192,8 @@ lines_out_failed(void)
 int
 lines_summary(const struct lines *L, bool exit_status)
 {
-	long failed = O.bad + O.unavailable + O.temporary + O.internal;
+	long failed =
+	    O.bad + O.unavailable + O.temporary + O.internal + O.config;
 	char why[128] = "";
 	size_t n = 0;
 
@@ -199,8 +206,12 @@ lines_summary(const struct lines *L, bool exit_status)
 	WHY(O.unavailable, "unavailable");
 	WHY(O.temporary, "temporary");
 	WHY(O.internal, "internal");
+	WHY(O.config, "configuration");
 #undef WHY
-	if (failed > 0)
+	/* The configuration's fault first, said as a single request says it. */
+	if (O.config > 0)
+		diag_warn("%s", O.config_msg);
+	if (failed > O.config)
 		diag_warn(
 		    "%ld of %ld requests failed (%s)", failed, O.total, why);
 	if (caught != 0)
@@ -213,6 +224,8 @@ lines_summary(const struct lines *L, bool exit_status)
 		clearerr(stdout);
 		return EX_IOERR;
 	}
+	if (O.config > 0)
+		return EX_CONFIG;
 	if (O.bad > 0)
 		return EX_DATAERR;
 	if (O.unavailable > 0)

@@ -51,7 +51,8 @@ bool lines_out_failed(void);
 
 /*
  * The exit status of the stream, L the lines read: the worst of 74
- * (output failed), 65 (a bad line), 69, 70, 75 (requests that failed),
+ * (output failed), 78 (a request met a missing grant or table, which
+ * every request would), 65 (a bad line), 69, 70, 75 (requests that failed),
  * then 75 when a signal stopped the reading, then with exit_status 1 for a
  * declined request, else 0; what failed and where a signal stopped are
  * said on standard error.
