@@ -211,6 +211,8 @@ lines_summary(const struct lines *L, bool exit_status)
 	/* The configuration's fault first, said as a single request says it. */
 	if (O.config > 0)
 		diag_warn("%s", O.config_msg);
+	free(O.config_msg);
+	O.config_msg = NULL;
 	if (failed > O.config)
 		diag_warn(
 		    "%ld of %ld requests failed (%s)", failed, O.total, why);
