@@ -219,15 +219,34 @@ db_where(const struct db *db)
 	return db->where;
 }
 
+/* The statement prepared for sql on this connection, or NULL. */
 static MYSQL_STMT *
-prepare(struct db *db, const char *sql)
+cached(struct db *db, const char *sql)
 {
-	MYSQL_STMT *st;
 	size_t i;
 
 	for (i = 0; i < db->ncache; i++)
 		if (db->cache[i].sql == sql)
 			return db->cache[i].st;
+	return NULL;
+}
+
+static void
+keep(struct db *db, const char *sql, MYSQL_STMT *st)
+{
+	db->cache = xrealloc(db->cache, (db->ncache + 1) * sizeof(*db->cache));
+	db->cache[db->ncache].sql = sql;
+	db->cache[db->ncache].st = st;
+	db->ncache++;
+}
+
+static MYSQL_STMT *
+prepare(struct db *db, const char *sql)
+{
+	MYSQL_STMT *st;
+
+	if ((st = cached(db, sql)) != NULL)
+		return st;
 	st = mysql_stmt_init(db->my);
 	if (st == NULL) {
 		fail_my(db);
@@ -238,11 +257,51 @@ prepare(struct db *db, const char *sql)
 		mysql_stmt_close(st);
 		return NULL;
 	}
-	db->cache = xrealloc(db->cache, (db->ncache + 1) * sizeof(*db->cache));
-	db->cache[db->ncache].sql = sql;
-	db->cache[db->ncache].st = st;
-	db->ncache++;
+	keep(db, sql, st);
 	return st;
+}
+
+static void
+check_params(MYSQL_STMT *st, size_t n, const char *sql)
+{
+	if (n != mysql_stmt_param_count(st))
+		diag_die(EX_SOFTWARE,
+		    "statement wants %lu parameters, got %zu: %s",
+		    mysql_stmt_param_count(st), n, sql);
+}
+
+/*
+ * A statement's first execution on a connection sends the prepare and the
+ * execute together (MariaDB's execute-direct) and reads both answers: one
+ * round trip instead of two.  A single-shot payctl runs most statements
+ * once, so this is most of its statements.  The statement stays prepared
+ * for later executions, even when the execution failed (a duplicate key,
+ * say); one that did not prepare (a missing table) is dropped.
+ */
+static int
+execute_new(struct db *db, const char *sql, MYSQL_BIND *bind, size_t n)
+{
+	unsigned int count = (unsigned int)n;
+	MYSQL_STMT *st;
+	int rc = 0;
+
+	if ((st = mysql_stmt_init(db->my)) == NULL)
+		return fail_my(db);
+	mysql_stmt_attr_set(st, STMT_ATTR_PREBIND_PARAMS, &count);
+	if ((n > 0 && mysql_stmt_bind_param(st, bind) != 0) ||
+	    mariadb_stmt_execute_direct(st, sql, strlen(sql)) != 0)
+		rc = fail_st(db, st);
+	if (st->state < MYSQL_STMT_PREPARED) {
+		mysql_stmt_close(st);
+		return rc;
+	}
+	check_params(st, n, sql);
+	keep(db, sql, st);
+	if (rc != 0)
+		return rc;
+	db->affected = mysql_stmt_affected_rows(st);
+	db->insert_id = mysql_stmt_insert_id(st);
+	return 0;
 }
 
 /* Finish reading a previous result so the connection is free again. */
@@ -268,16 +327,15 @@ execute(struct db *db, const char *sql, const char *types, va_list ap)
 
 	db->err = 0;
 	db->errmsg[0] = '\0';
-	st = prepare(db, sql);
-	if (st == NULL)
-		return db_classify(db->err);
-	if (st == db->cur)
+	st = cached(db, sql);
+	if (st != NULL && st == db->cur)
 		end_result(db);
 	n = strlen(types);
-	if (n > MAXPARAMS || n != mysql_stmt_param_count(st))
-		diag_die(EX_SOFTWARE,
-		    "statement wants %lu parameters, got %zu: %s",
-		    mysql_stmt_param_count(st), n, sql);
+	if (n > MAXPARAMS)
+		diag_die(
+		    EX_SOFTWARE, "statement wants %zu parameters: %s", n, sql);
+	if (st != NULL)
+		check_params(st, n, sql);
 	memset(bind, 0, sizeof(bind));
 	for (i = 0; i < n; i++) {
 		nulls[i] = 0;
@@ -309,6 +367,8 @@ execute(struct db *db, const char *sql, const char *types, va_list ap)
 			    EX_SOFTWARE, "bad parameter type '%c'", types[i]);
 		}
 	}
+	if (st == NULL)
+		return execute_new(db, sql, bind, n);
 	if (n > 0 && mysql_stmt_bind_param(st, bind) != 0)
 		return fail_st(db, st);
 	if (mysql_stmt_execute(st) != 0)
@@ -372,7 +432,7 @@ db_query(struct db *db, const char *sql, const char *types, ...)
 	va_end(ap);
 	if (rc != 0)
 		return rc;
-	st = prepare(db, sql);
+	st = cached(db, sql);
 	/* Buffer the whole result so other statements may run meanwhile. */
 	if (mysql_stmt_store_result(st) != 0)
 		return fail_st(db, st);

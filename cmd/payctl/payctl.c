@@ -8,6 +8,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 static const struct command {
 	const char *name;
@@ -60,6 +61,23 @@ payctl_connect(struct db **db)
 	return 0;
 }
 
+/*
+ * Leave without running the libraries' exit-time cleanup: OpenSSL, GnuTLS
+ * and libcurl free table after table that the kernel takes back at once,
+ * and a single-shot command spends a measurable part of its life there
+ * (about 0.4 ms of 13).  Standard output is closed and checked already,
+ * standard error is unbuffered, and the commands write no other file.
+ * Sanitizer builds return normally, so that the leak check still runs.
+ */
+static int
+quick_exit_code(int rc)
+{
+#ifndef __SANITIZE_ADDRESS__
+	_exit(rc);
+#endif
+	return rc;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -93,7 +111,7 @@ main(int argc, char **argv)
 		rc = commands[i].fn(argc - 1, argv + 1);
 		if (diag_close_stdout() != 0 && rc == 0)
 			rc = EX_IOERR;
-		return rc;
+		return quick_exit_code(rc);
 	}
 	if (name[0] == '-')
 		return diag_usage("unknown option '%s'", name);
