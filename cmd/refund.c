@@ -17,6 +17,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char usage_text[] =
@@ -34,6 +35,23 @@ static const char sel_request[] =
 static const char make_due[] =
     "UPDATE refund_request SET next_retry_at = NOW(6)"
     " WHERE id = ? AND status = 'PENDING' AND next_retry_at IS NULL";
+/*
+ * The batch's payments and requests, locked in the array's order; its
+ * rows are [payment id, refund id], and n says which row a result is of.
+ */
+static const char lock_batch_requests[] =
+    "SELECT STRAIGHT_JOIN j.n, p.currency, p.merchant_id, r.payment_id,"
+    " r.amount, r.currency, r.status, r.next_retry_at IS NULL"
+    " FROM JSON_TABLE(?, '$[*]' COLUMNS (n FOR ORDINALITY,"
+    " pid BIGINT PATH '$[0]', rid BIGINT PATH '$[1]')) j"
+    " JOIN payment p FORCE INDEX (PRIMARY) ON p.payment_id = j.pid"
+    " LEFT JOIN refund_request r FORCE INDEX (PRIMARY) ON r.id = j.rid"
+    " FOR UPDATE";
+static const char make_due_batch[] =
+    "UPDATE JSON_TABLE(?, '$[*]' COLUMNS (id BIGINT PATH '$')) j"
+    " STRAIGHT_JOIN refund_request r ON r.id = j.id"
+    " SET r.next_retry_at = NOW(6)"
+    " WHERE r.status = 'PENDING' AND r.next_retry_at IS NULL";
 
 /* The claim: due rows, locked; their lease; what the calls need. */
 static const char pick[] =
@@ -100,66 +118,186 @@ struct job {
 	char reason[501], newstatus[24];
 };
 
+/* A refund request event: its fields, and its payment and row as read. */
+struct request {
+	long long pid, amount, rid;
+	const char *cur, *merchant;
+	bool paid, undue;
+	char pcur[4], pmerchant[33], rcur[4], rstatus[16];
+	int64_t rpid, ramount;
+};
+
+/* The event's own fields: 0, or CONSUMER_REJECT with e filled. */
+static int
+read_event(struct consumer_msg *m, struct consumer_error *e, struct request *r)
+{
+	if (consumer_int(m->event, "paymentId", 1, INT64_MAX, &r->pid, e) ||
+	    consumer_int(m->event, "amount", 1, AMOUNT_MAX, &r->amount, e) ||
+	    consumer_str(m->event, "currency", 3, &r->cur, e) ||
+	    consumer_int(m->event, "refundId", 1, INT64_MAX, &r->rid, e))
+		return CONSUMER_REJECT;
+	m->payment_id = r->pid;
+	r->merchant = js_getstr(m->event, "merchantId", NULL);
+	return 0;
+}
+
+/* The refund_request of r from columns col.. of the current row, if any. */
+static void
+read_request(struct db *db, unsigned col, struct request *r)
+{
+	bool found = !db_null(db, col);
+
+	r->rpid = found ? db_int(db, col) : 0;
+	r->ramount = found ? db_int(db, col + 1) : 0;
+	worker_copy(r->rcur, sizeof(r->rcur), found ? db_str(db, col + 2) : "");
+	worker_copy(
+	    r->rstatus, sizeof(r->rstatus), found ? db_str(db, col + 3) : "");
+	r->undue = found && db_int(db, col + 4) == 1;
+}
+
+/*
+ * The event against its payment and request: 0 to make the request due, 1
+ * to skip it (under way or finished), or CONSUMER_REJECT with e filled.
+ */
+static int
+check(const struct request *r, struct consumer_error *e)
+{
+	if (!r->paid)
+		return consumer_reject(e, CE_UNKNOWN_PAYMENT,
+		    "payment %lld does not exist", r->pid);
+	if (strcmp(r->cur, r->pcur) != 0)
+		return consumer_reject(e, CE_CURRENCY_MISMATCH,
+		    "'currency' is '%s', payment %lld is in %s", r->cur, r->pid,
+		    r->pcur);
+	if (r->merchant != NULL && strcmp(r->merchant, r->pmerchant) != 0)
+		return consumer_reject(e, CE_BAD_FIELD,
+		    "'merchantId' is '%.32s', payment %lld is of '%s'",
+		    r->merchant, r->pid, r->pmerchant);
+	if (r->rpid != r->pid)
+		return consumer_reject(e, CE_UNKNOWN_REFUND,
+		    "refund %lld of payment %lld does not exist", r->rid,
+		    r->pid);
+	if (r->ramount != r->amount || strcmp(r->rcur, r->cur) != 0)
+		return consumer_reject(e, CE_AMOUNT_MISMATCH,
+		    "'amount' is %lld %s, refund %lld is for %lld %s",
+		    r->amount, r->cur, r->rid, (long long)r->ramount, r->rcur);
+	if (strcmp(r->rstatus, "PENDING") != 0 || !r->undue) {
+		/* Under way or finished: a late or replayed event. */
+		diag_info(1, "refund %lld: is %s already", r->rid, r->rstatus);
+		return 1;
+	}
+	return 0;
+}
+
 static int
 on_message(
     struct db *db, struct consumer_msg *m, struct consumer_error *e, void *arg)
 {
-	long long pid, amount, rid;
-	const char *cur, *merchant;
-	char pcur[4], pmerchant[33], rcur[4], rstatus[16];
-	int64_t rpid, ramount;
-	bool undue;
+	struct request r = { 0 };
 	int rc;
 
-	if (consumer_int(m->event, "paymentId", 1, INT64_MAX, &pid, e) ||
-	    consumer_int(m->event, "amount", 1, AMOUNT_MAX, &amount, e) ||
-	    consumer_str(m->event, "currency", 3, &cur, e) ||
-	    consumer_int(m->event, "refundId", 1, INT64_MAX, &rid, e))
+	if (read_event(m, e, &r) != 0)
 		return CONSUMER_REJECT;
-	m->payment_id = pid;
-	if ((rc = db_query(db, sel_payment, "i", (int64_t)pid)) != 0)
-		return rc;
-	if ((rc = db_next(db)) <= 0) {
-		if (rc < 0)
-			return -rc;
-		return consumer_reject(
-		    e, CE_UNKNOWN_PAYMENT, "payment %lld does not exist", pid);
-	}
-	worker_copy(pcur, sizeof(pcur), db_str(db, 0));
-	worker_copy(pmerchant, sizeof(pmerchant), db_str(db, 1));
-	db_next(db);
-	if (strcmp(cur, pcur) != 0)
-		return consumer_reject(e, CE_CURRENCY_MISMATCH,
-		    "'currency' is '%s', payment %lld is in %s", cur, pid,
-		    pcur);
-	merchant = js_getstr(m->event, "merchantId", NULL);
-	if (merchant != NULL && strcmp(merchant, pmerchant) != 0)
-		return consumer_reject(e, CE_BAD_FIELD,
-		    "'merchantId' is '%.32s', payment %lld is of '%s'",
-		    merchant, pid, pmerchant);
-	if ((rc = db_query(db, sel_request, "i", (int64_t)rid)) != 0)
+	if ((rc = db_query(db, sel_payment, "i", (int64_t)r.pid)) != 0)
 		return rc;
 	if ((rc = db_next(db)) < 0)
 		return -rc;
-	rpid = rc ? db_int(db, 0) : 0;
-	ramount = rc ? db_int(db, 1) : 0;
-	worker_copy(rcur, sizeof(rcur), rc ? db_str(db, 2) : "");
-	worker_copy(rstatus, sizeof(rstatus), rc ? db_str(db, 3) : "");
-	undue = rc && db_int(db, 4) == 1;
-	db_next(db);
-	if (rpid != pid)
-		return consumer_reject(e, CE_UNKNOWN_REFUND,
-		    "refund %lld of payment %lld does not exist", rid, pid);
-	if (ramount != amount || strcmp(rcur, cur) != 0)
-		return consumer_reject(e, CE_AMOUNT_MISMATCH,
-		    "'amount' is %lld %s, refund %lld is for %lld %s", amount,
-		    cur, rid, (long long)ramount, rcur);
-	if (strcmp(rstatus, "PENDING") != 0 || !undue) {
-		/* Under way or finished: a late or replayed event. */
-		diag_info(1, "refund %lld: is %s already", rid, rstatus);
-		return 0;
+	if (rc == 1) {
+		r.paid = true;
+		worker_copy(r.pcur, sizeof(r.pcur), db_str(db, 0));
+		worker_copy(r.pmerchant, sizeof(r.pmerchant), db_str(db, 1));
+		db_next(db);
 	}
-	return db_exec(db, make_due, "i", (int64_t)rid);
+	if (!r.paid)
+		return check(&r, e);
+	if ((rc = db_query(db, sel_request, "i", (int64_t)r.rid)) != 0)
+		return rc;
+	if ((rc = db_next(db)) < 0)
+		return -rc;
+	if (rc == 1) {
+		read_request(db, 0, &r);
+		db_next(db);
+	}
+	if ((rc = check(&r, e)) != 0)
+		return rc == 1 ? 0 : rc;
+	return db_exec(db, make_due, "i", (int64_t)r.rid);
+}
+
+/* By payment, then request: the order every transaction locks them in. */
+static int
+cmp_request(const void *a, const void *b)
+{
+	const struct request *x = *(struct request *const *)a;
+	const struct request *y = *(struct request *const *)b;
+
+	if (x->pid != y->pid)
+		return x->pid < y->pid ? -1 : 1;
+	return x->rid < y->rid ? -1 : x->rid > y->rid;
+}
+
+/*
+ * The batch at once (handle_batch): one query locks each message's payment
+ * and then its request, in payment order, as on_message() locks them; one
+ * statement makes the requests due.  Each message is checked as
+ * on_message() checks it.
+ */
+static int
+on_batch(struct db *db, struct consumer_item *items, size_t n, void *arg)
+{
+	struct request *r = xcalloc(n, sizeof(*r));
+	struct request **order = xcalloc(n, sizeof(*order));
+	char *pairs = xmalloc(n * 44 + 2), *due = xmalloc(n * 21 + 2);
+	size_t i, k, nord = 0, len = 0, dlen = 0;
+	long long row;
+	int rc = 0;
+
+	for (i = 0; i < n; i++) {
+		items[i].rc = read_event(items[i].m, items[i].e, &r[i]);
+		if (items[i].rc == 0)
+			order[nord++] = &r[i];
+	}
+	qsort(order, nord, sizeof(*order), cmp_request);
+	for (k = 0; k < nord; k++)
+		len += (size_t)snprintf(pairs + len, 46, "%c[%lld,%lld]",
+		    k ? ',' : '[', order[k]->pid, order[k]->rid);
+	pairs[len++] = ']';
+	if (nord > 0 &&
+	    (rc = db_query(db, lock_batch_requests, "b", pairs, len)) != 0)
+		goto out;
+	while (nord > 0 && (rc = db_next(db)) == 1) {
+		row = db_int(db, 0);
+		if (row < 1 || (size_t)row > nord)
+			continue;
+		order[row - 1]->paid = true;
+		worker_copy(order[row - 1]->pcur, sizeof(order[row - 1]->pcur),
+		    db_str(db, 1));
+		worker_copy(order[row - 1]->pmerchant,
+		    sizeof(order[row - 1]->pmerchant), db_str(db, 2));
+		read_request(db, 3, order[row - 1]);
+	}
+	if (rc < 0)
+		goto out;
+	for (i = 0; i < n; i++) {
+		if (items[i].rc != 0)
+			continue;
+		if ((rc = check(&r[i], items[i].e)) != 0) {
+			items[i].rc = rc == 1 ? 0 : rc;
+			continue;
+		}
+		dlen += (size_t)snprintf(
+		    due + dlen, 22, "%c%lld", dlen ? ',' : '[', r[i].rid);
+	}
+	rc = 0;
+	if (dlen > 0) {
+		due[dlen++] = ']';
+		rc = db_exec(db, make_due_batch, "b", due, dlen);
+	}
+out:
+	free(due);
+	free(pairs);
+	free(order);
+	free(r);
+	return rc < 0 ? -rc : rc;
 }
 
 /* Lock the payment (always first) and read its amounts. */
@@ -358,6 +496,268 @@ approved(struct db *db, struct worker_job *w)
 	return rc;
 }
 
+/*
+ * A batch's approvals at once (record_batch), each statement one round
+ * trip whatever the batch's size: the parameters are JSON arrays that
+ * JSON_TABLE turns into rows, STRAIGHT_JOIN keeping them the driving
+ * table.  The lock reads each job's payment, then its request if the
+ * claim is still ours, in the batch's order; its rows are [payment id,
+ * request id, token].
+ */
+#define JT "JSON_TABLE(?, '$[*]' COLUMNS ("
+static const char lock_batch[] =
+    "SELECT STRAIGHT_JOIN j.n, p.status, p.captured_amount,"
+    " p.refunded_amount, r.id IS NOT NULL FROM " JT
+    "n FOR ORDINALITY, pid BIGINT PATH '$[0]', id BIGINT PATH '$[1]',"
+    " t VARCHAR(32) PATH '$[2]')) j"
+    " JOIN payment p FORCE INDEX (PRIMARY) ON p.payment_id = j.pid"
+    " LEFT JOIN refund_request r FORCE INDEX (PRIMARY) ON r.id = j.id"
+    " AND r.status = 'PENDING' AND r.next_retry_at = j.t FOR UPDATE";
+/* Rows [request id, token, cancel transaction id, code, message]. */
+static const char set_success_batch[] =
+    "UPDATE " JT "id BIGINT PATH '$[0]', t VARCHAR(32) PATH '$[1]',"
+    " tx VARCHAR(64) PATH '$[2]', rc VARCHAR(32) PATH '$[3]',"
+    " rm VARCHAR(255) PATH '$[4]')) j"
+    " STRAIGHT_JOIN refund_request r ON r.id = j.id"
+    " SET r.status = 'SUCCESS', r.pg_cancel_transaction_id = j.tx,"
+    " r.pg_response_code = j.rc, r.pg_response_message = j.rm,"
+    " r.next_retry_at = NULL, r.completed_at = NOW(6)"
+    " WHERE r.status = 'PENDING' AND r.next_retry_at = j.t";
+/* Per payment id of the array, its requests still to be done. */
+static const char count_open_batch[] =
+    "SELECT STRAIGHT_JOIN j.pid, COUNT(r.id) FROM " JT "pid BIGINT PATH '$')) j"
+    " LEFT JOIN refund_request r FORCE INDEX (ix_refund_payment)"
+    " ON r.payment_id = j.pid AND r.status IN ('PENDING', 'FAILED')"
+    " GROUP BY j.pid";
+/* Rows [payment id, amount to add, new status or '' to keep it]. */
+static const char set_refunded_batch[] =
+    "UPDATE " JT "pid BIGINT PATH '$[0]', amount BIGINT PATH '$[1]',"
+    " st VARCHAR(24) PATH '$[2]')) j"
+    " STRAIGHT_JOIN payment p ON p.payment_id = j.pid"
+    " SET p.refunded_amount = p.refunded_amount + j.amount,"
+    " p.status = IF(j.st = '', p.status, j.st)";
+
+/* Run sql with the text of a as its one parameter, if a has rows. */
+static int
+exec_set(struct db *db, const char *sql, const json_t *a, uint64_t *affected)
+{
+	char *text;
+	int rc;
+
+	*affected = 0;
+	if (json_array_size(a) == 0)
+		return 0;
+	if ((text = js_text(a)) == NULL)
+		diag_die(EX_SOFTWARE, "cannot encode a batch");
+	rc = db_exec(db, sql, "s", text);
+	free(text);
+	if (rc == 0)
+		*affected = db_affected(db);
+	return rc;
+}
+
+/* Rows locked by lock_all() cannot change: a count that differs is ours. */
+static int
+mismatch(uint64_t changed, size_t expected)
+{
+	if (changed == expected)
+		return 0;
+	diag_warn("record refunds: %llu rows changed, %zu expected",
+	    (unsigned long long)changed, expected);
+	return EX_SOFTWARE;
+}
+
+/*
+ * Lock the batch: every job's payment, read into the job as lock() reads
+ * it, and its request when the claim is still ours (held[i]).
+ */
+static int
+lock_all(struct db *db, struct worker_job **v, size_t n, bool *held)
+{
+	json_t *a = json_array();
+	struct job *j;
+	long long k;
+	char *text;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < n; i++)
+		json_array_append_new(a,
+		    json_pack("[I, I, s]", (json_int_t)v[i]->payment_id,
+		        (json_int_t)v[i]->id, v[i]->token));
+	if ((text = js_text(a)) == NULL)
+		diag_die(EX_SOFTWARE, "cannot encode a batch");
+	json_decref(a);
+	rc = db_query(db, lock_batch, "s", text);
+	free(text);
+	if (rc != 0)
+		return rc;
+	while ((rc = db_next(db)) == 1) {
+		k = db_int(db, 0);
+		if (k < 1 || (size_t)k > n)
+			continue;
+		j = (struct job *)v[k - 1];
+		worker_copy(j->w.pstatus, sizeof(j->w.pstatus), db_str(db, 1));
+		j->captured = db_int(db, 2);
+		j->refunded = db_int(db, 3);
+		held[k - 1] = db_int(db, 4) != 0;
+	}
+	return -rc;
+}
+
+/* The open requests of the payments in pids, into the jobs that need them. */
+static int
+count_all(struct db *db, json_t *pids, struct worker_job **v, size_t n,
+    const bool *need, int64_t *open)
+{
+	int64_t pid;
+	char *text;
+	size_t i;
+	int rc;
+
+	if (json_array_size(pids) == 0)
+		return 0;
+	if ((text = js_text(pids)) == NULL)
+		diag_die(EX_SOFTWARE, "cannot encode a batch");
+	rc = db_query(db, count_open_batch, "s", text);
+	free(text);
+	if (rc != 0)
+		return rc;
+	while ((rc = db_next(db)) == 1) {
+		pid = db_int(db, 0);
+		for (i = 0; i < n; i++)
+			if (need[i] && v[i]->payment_id == pid)
+				open[i] = db_int(db, 1);
+	}
+	return -rc;
+}
+
+/* The PAYMENT_REFUNDED event of j into ev, as approved() writes it. */
+static void
+refunded_event(struct outbox_event *ev, const struct job *j)
+{
+	struct js_out o = { 0 };
+
+	js_out_int(&o, "paymentId", j->w.payment_id);
+	js_out_str(&o, "status", "REFUNDED");
+	js_out_str(&o, "paymentStatus", j->newstatus);
+	js_out_str(&o, "merchantId", j->w.merchant);
+	js_out_int(&o, "amount", j->w.amount);
+	js_out_str(&o, "currency", j->w.currency);
+	js_out_int(&o, "refundId", j->w.id);
+	js_out_str(&o, "cancelTransactionId", j->w.res.cancel_txn);
+	js_out_int(&o, "refundedAmount", j->refunded + j->w.amount);
+	js_out_int(&o, "capturedAmount", j->captured);
+	ev->type = EV_REFUNDED;
+	ev->aggregate_id = j->w.payment_id;
+	ev->text = outbox_seal(&o, EV_REFUNDED, ev->key);
+}
+
+/*
+ * Record the approvals of v[0..n) whose claim still holds, five statements
+ * for the lot at most, with the guards and the arithmetic of approved():
+ * the request goes SUCCESS only while PENDING with our token, the amount
+ * is added unless that breaks the books, the status moves only from
+ * REFUND_REQUESTED, one PAYMENT_REFUNDED each.  Only a payment's first job
+ * in the batch is taken here (v is in payment order): its other jobs, and
+ * every failure, are left to record(), which runs after this in the same
+ * transaction and sees what it changed, as one job after another would.
+ * An approval whose claim was taken over is lost, as approved() would
+ * find it.
+ */
+static int
+record_batch(struct db *db, struct worker_job **v, size_t n)
+{
+	bool *held = xcalloc(n, sizeof(*held));
+	bool *take = xcalloc(n, sizeof(*take));
+	bool *need = xcalloc(n, sizeof(*need));
+	int64_t *open = xcalloc(n, sizeof(*open));
+	struct outbox_event *ev = xcalloc(n, sizeof(*ev));
+	json_t *reqs = json_array(), *pids = json_array(), *pays = NULL;
+	json_t *row;
+	size_t i, nreq = 0, npay = 0, nev = 0;
+	uint64_t changed;
+	struct job *j;
+	int64_t add;
+	int rc;
+
+	if ((rc = lock_all(db, v, n, held)) != 0)
+		goto out;
+	for (i = 0; i < n; i++) {
+		j = (struct job *)v[i];
+		if (v[i]->res.outcome != PG_APPROVED ||
+		    (i > 0 && v[i - 1]->payment_id == v[i]->payment_id))
+			continue;
+		if (!held[i]) {
+			v[i]->lost = true;
+			continue;
+		}
+		row = json_pack("[I, s, s, s, s]", (json_int_t)v[i]->id,
+		    v[i]->token, v[i]->res.cancel_txn, v[i]->res.code,
+		    v[i]->res.message);
+		/* Text jansson refuses is left to record(). */
+		if (row == NULL)
+			continue;
+		json_array_append_new(reqs, row);
+		nreq++;
+		take[i] = true;
+		/* Whether the next status depends on the other requests. */
+		need[i] = strcmp(j->w.pstatus, "REFUND_REQUESTED") == 0 &&
+		    j->refunded + j->w.amount < j->captured;
+		if (need[i])
+			json_array_append_new(
+			    pids, json_integer(v[i]->payment_id));
+	}
+	if ((rc = exec_set(db, set_success_batch, reqs, &changed)) != 0 ||
+	    (rc = mismatch(changed, nreq)) != 0 ||
+	    (rc = count_all(db, pids, v, n, need, open)) != 0)
+		goto out;
+	pays = json_array();
+	for (i = 0; i < n; i++) {
+		if (!take[i])
+			continue;
+		j = (struct job *)v[i];
+		v[i]->outcome = "refunded";
+		add = j->w.amount;
+		if (j->refunded + j->w.amount > j->captured) {
+			add = 0;
+			v[i]->outcome = "refunded beyond the captured amount";
+		}
+		worker_copy(j->newstatus, sizeof(j->newstatus), j->w.pstatus);
+		if (strcmp(j->w.pstatus, "REFUND_REQUESTED") != 0)
+			v[i]->outcome = "refunded, status kept";
+		else
+			worker_copy(j->newstatus, sizeof(j->newstatus),
+			    next_status(j, open[i]));
+		if (add > 0 || strcmp(j->newstatus, j->w.pstatus) != 0) {
+			json_array_append_new(pays,
+			    json_pack("[I, I, s]", (json_int_t)v[i]->payment_id,
+			        (json_int_t)add,
+			        strcmp(j->newstatus, j->w.pstatus) != 0
+			            ? j->newstatus
+			            : ""));
+			npay++;
+		}
+		refunded_event(&ev[nev++], j);
+	}
+	if ((rc = exec_set(db, set_refunded_batch, pays, &changed)) != 0 ||
+	    (rc = mismatch(changed, npay)) != 0)
+		goto out;
+	rc = outbox_insert_many(db, ev, nev);
+out:
+	json_decref(pays);
+	json_decref(pids);
+	json_decref(reqs);
+	for (i = 0; i < nev; i++)
+		free(ev[i].text);
+	free(ev);
+	free(open);
+	free(need);
+	free(take);
+	free(held);
+	return rc;
+}
+
 static int
 record(struct db *db, struct worker_job *w)
 {
@@ -413,6 +813,7 @@ main(int argc, char **argv)
 		.read = read_reason,
 		.vet = vet,
 		.record = record,
+		.record_batch = record_batch,
 		.give_up = give_up,
 		.log = log_job,
 	};
@@ -425,6 +826,7 @@ main(int argc, char **argv)
 		    .ntopics = 1,
 		    .dlq_event = EV_REFUND_DEAD_LETTER,
 		    .handle = on_message,
+		    .handle_batch = on_batch,
 		},
 		.jobs = &jobs,
 	};
