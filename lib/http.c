@@ -241,7 +241,7 @@ on_timer(CURLM *multi, long ms, void *arg)
 }
 
 struct http_multi *
-http_multi_new(void)
+http_multi_new(long conns)
 {
 	struct http_multi *m;
 	struct epoll_event ev = { .events = EPOLLIN };
@@ -262,6 +262,13 @@ http_multi_new(void)
 	curl_multi_setopt(m->multi, CURLMOPT_SOCKETDATA, m);
 	curl_multi_setopt(m->multi, CURLMOPT_TIMERFUNCTION, on_timer);
 	curl_multi_setopt(m->multi, CURLMOPT_TIMERDATA, m);
+	/*
+	 * libcurl's default keeps four connections per call in flight at
+	 * the moment one is given back: after a burst, as the last calls
+	 * end, it closes the connections the next burst then opens again.
+	 */
+	curl_multi_setopt(
+	    m->multi, CURLMOPT_MAXCONNECTS, conns > 0 ? conns : 1);
 	m->headers = json_headers();
 	return m;
 }

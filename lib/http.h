@@ -60,7 +60,12 @@ struct http_call {
 	size_t len, cap;
 };
 
-struct http_multi *http_multi_new(void);
+/*
+ * A multi handle for up to conns calls at once: it keeps that many
+ * connections open between calls, so a burst of calls that ends does not
+ * close the connections the next burst will want.
+ */
+struct http_multi *http_multi_new(long conns);
 /* Free; calls still in flight are dropped without their done. */
 void http_multi_free(struct http_multi *m);
 void http_multi_post(struct http_multi *m, struct http_call *c);

@@ -19,7 +19,7 @@ struct lg_seen {
 	int64_t payment_id;
 	uint64_t tag;
 	char status[24];
-	int64_t ledger_rows;
+	int64_t ledger_rows; /* counted only when status is REFUNDED, else 0 */
 };
 
 struct lg_poll;

@@ -685,7 +685,7 @@ worker_jobs_start(const struct worker_jobs *d, const char *prefix,
 		return rc;
 	}
 	raise_nofile();
-	J.hm = http_multi_new();
+	J.hm = http_multi_new(concurrency);
 	for (i = 0; i < 3; i++)
 		J.url[i] = pg_url((enum pg_op)i);
 	/* Let jansson seed its hash tables before any thread does. */

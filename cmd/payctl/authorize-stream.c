@@ -583,7 +583,7 @@ auth_stream(bool exit_status, long concurrency)
 	/* http_new() initialises libcurl once, before any thread starts. */
 	sa.h = http_new();
 	json_object_seed(0);
-	S.hm = http_multi_new();
+	S.hm = http_multi_new(concurrency);
 	S.concurrency = concurrency;
 	/* Enough to keep the gateway busy while batches are recorded. */
 	S.max_inflight = 2 * (size_t)concurrency + 2 * BATCH;
