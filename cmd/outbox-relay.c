@@ -5,6 +5,17 @@
  * --purge-older-than it deletes old PUBLISHED rows instead.  The claiming,
  * ordering and marking are lib/relay.c's; this file holds the options, the
  * polling loop, the stats line and the purge.
+ *
+ * Lanes.  relay_jobs lanes claim at once, each with its own connection,
+ * transaction and producer, as that many relays would (the claim's row
+ * locks keep them apart, the ordering check keeps each payment in order):
+ * while one lane waits for Kafka's acknowledgements, another has the
+ * database.  Lane 0 is the relay of old.  The others claim only while a
+ * backlog lasts, that is while the last claim of some lane came back full:
+ * a trickle stays with lane 0, where two lanes would only split payments
+ * between them and hold one of their events back.  A --once run ends when
+ * lane 0's would; the other lanes then finish their batch, and if any of
+ * them held rows back, lane 0 goes over what is due once more.
  */
 #include "conf.h"
 #include "db.h"
@@ -14,6 +25,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -22,13 +34,16 @@
 #include <time.h>
 
 static const char usage_text[] =
-    "usage: outbox-relay [-1ehVv] [-b count] [-P age] [-X key=value] ...\n";
+    "usage: outbox-relay [-1ehVv] [-b count] [-j jobs] [-P age]"
+    " [-X key=value] ...\n";
 
 /* Pauses after a Kafka outage: doubled from the first up to the last. */
 #define OUTAGE_PAUSE_MIN_MS 250
 #define OUTAGE_PAUSE_MAX_MS 5000
 /* After a deadlock or lock wait timeout, before the next claim. */
 #define RETRY_PAUSE_MS 100
+/* Before a --once run's last pass: longer than relay.c's least hold. */
+#define HOLD_PAUSE_MS 25
 /* Between attempts to reach a lost database: doubled up to the last. */
 #define DB_PAUSE_MIN_MS 250
 #define DB_PAUSE_MAX_MS 2000
@@ -212,71 +227,146 @@ reconnect(struct db *db)
 	return -1;
 }
 
-static int
-relay_loop(struct db *db, const struct opts *o)
+/* A claiming lane: its connection, its relay (and producer), its counts. */
+struct lane {
+	int no;
+	struct db *db;
+	struct relay *r;
+	const struct opts *o;
+	pthread_t thread;
+	int rc;
+	struct relay_counts c; /* under mu, a copy after each batch */
+};
+
+static struct {
+	pthread_mutex_t mu;
+	struct lane *v;
+	int n;
+	long long batch;
+	bool backlog; /* the last claim of some lane came back full */
+	bool done; /* lane 0 is done, or a lane failed: every lane stops */
+} L = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+/* Every lane's counts added up. */
+static struct relay_counts
+total(void)
 {
-	struct relay_opts ro = { .batch = conf_int("relay_batch"),
-		.max_attempts = conf_int("relay_max_attempts"),
-		.backoff_ms = conf_ms("relay_backoff"),
-		.backoff_max_ms = conf_ms("relay_backoff_max"),
-		.max_id = INT64_MAX };
+	struct relay_counts t = { 0 };
+	int i;
+
+	pthread_mutex_lock(&L.mu);
+	for (i = 0; i < L.n; i++) {
+		t.batches += L.v[i].c.batches;
+		t.claimed += L.v[i].c.claimed;
+		t.published += L.v[i].c.published;
+		t.failed += L.v[i].c.failed;
+		t.dead += L.v[i].c.dead;
+		t.held += L.v[i].c.held;
+	}
+	pthread_mutex_unlock(&L.mu);
+	return t;
+}
+
+static bool
+lanes_done(void)
+{
+	bool done;
+
+	pthread_mutex_lock(&L.mu);
+	done = L.done;
+	pthread_mutex_unlock(&L.mu);
+	return done;
+}
+
+/* Whether a lane other than 0 should claim now. */
+static bool
+backlog(void)
+{
+	bool b;
+
+	pthread_mutex_lock(&L.mu);
+	b = L.backlog;
+	pthread_mutex_unlock(&L.mu);
+	return b;
+}
+
+/* After a batch: publish the lane's counts and what its claim said. */
+static void
+batch_done(struct lane *l, const struct relay_counts *c,
+    const struct relay_counts *before)
+{
+	pthread_mutex_lock(&L.mu);
+	l->c = *c;
+	L.backlog = c->claimed - before->claimed >= (uint64_t)L.batch;
+	pthread_mutex_unlock(&L.mu);
+}
+
+/*
+ * Claim, publish and mark until SIGTERM, or for lane 0 with --once until
+ * nothing is due; lanes other than 0 stop when lane 0 is done and claim
+ * only during a backlog.  0 or an exit code.
+ */
+static int
+lane_run(struct lane *l)
+{
+	const struct opts *o = l->o;
 	long long idle = conf_ms("relay_idle_sleep"), outage = 0;
 	double interval = (double)conf_ms("relay_stats_interval") / 1000;
-	struct relay_counts c = { 0 }, last = { 0 }, before;
+	struct relay_counts c = l->c, last = l->c, before, sum;
 	enum relay_outcome out;
 	double tick = now_s(), lost;
-	struct relay *r;
-	char err[1024];
-	int rc;
+	bool helper = l->no > 0, gone;
+	int rc = 0;
 
-	/* Bounded, so that cron runs end; late rows below it still count. */
-	if (o->once) {
-		if ((rc = db_query(db, max_id_sql, "")) != 0 ||
-		    (rc = -db_next(db)) > 0) {
-			diag_warn("read outbox_event on '%s': %s", db_where(db),
-			    db_error(db));
-			return rc;
+	while (!stopping && !lanes_done()) {
+		if (helper && !backlog()) {
+			pause_ms(idle > 0 ? idle : 1);
+			continue;
 		}
-		ro.max_id = db_int(db, 0);
-		while (db_next(db) == 1)
-			;
-	}
-	if ((r = relay_new(db, &ro, &rc, err, sizeof(err))) == NULL) {
-		diag_warn("%s", err);
-		return rc;
-	}
-	diag_info(1, "publishing from '%s' to '%s', batches of %lld",
-	    db_where(db), conf_str("kafka_brokers"), ro.batch);
-	while (!stopping) {
-		if (diag_verbose > 0 && now_s() - tick >= interval) {
-			stats(db, &c, &last, now_s() - tick);
+		if (!helper && diag_verbose > 0 && now_s() - tick >= interval) {
+			sum = total();
+			stats(l->db, &sum, &last, now_s() - tick);
 			tick = now_s();
 		}
 		before = c;
-		if ((rc = relay_batch(r, &c, &out)) != 0) {
-			diag_warn("%s%s", relay_error(r),
-			    db_lost(db, rc) && !o->once ? ": connecting again"
-			                                : "");
+		rc = relay_batch(l->r, &c, &out);
+		batch_done(l, &c, &before);
+		if (rc != 0) {
+			gone = db_lost(l->db, rc);
+			/*
+			 * A lost database is lane 0's to report (it claims
+			 * all the time, so it meets the outage too): one
+			 * line per outage, whatever the lanes.  The others
+			 * connect again quietly, or with --once stop.
+			 */
+			if (!helper || !gone)
+				diag_warn("%s%s", relay_error(l->r),
+				    gone && !o->once ? ": connecting again"
+				                     : "");
 			if (rc == EX_TEMPFAIL && !o->once) {
 				pause_ms(RETRY_PAUSE_MS);
 				continue;
 			}
-			if (!db_lost(db, rc) || o->once)
+			if (gone && helper && o->once)
+				rc = 0;
+			if (!gone || o->once)
 				break;
 			lost = now_s();
-			if ((rc = reconnect(db)) != 0) {
+			if ((rc = reconnect(l->db)) != 0) {
 				rc = rc < 0 ? 0 : rc;
 				break;
 			}
-			diag_warn("database '%s': connected again after %.1fs",
-			    db_where(db), now_s() - lost);
+			if (!helper)
+				diag_warn("database '%s': connected again "
+				          "after %.1fs",
+				    db_where(l->db), now_s() - lost);
 			continue;
 		}
 		if (out == RELAY_OUTAGE) {
 			diag_warn("kafka '%s': %s", conf_str("kafka_brokers"),
-			    relay_error(r));
+			    relay_error(l->r));
 			if (o->once) {
-				rc = relay_outage_code(r);
+				rc = relay_outage_code(l->r);
 				break;
 			}
 			outage = outage ? outage * 2 : OUTAGE_PAUSE_MIN_MS;
@@ -299,10 +389,11 @@ relay_loop(struct db *db, const struct opts *o)
 			 * nothing waited for an earlier event (held rows
 			 * were pushed back, so the next claim sees others).
 			 */
-			if (c.claimed == before.claimed ||
-			    (c.published + c.dead ==
-			            before.published + before.dead &&
-			        c.held == before.held))
+			if (!helper &&
+			    (c.claimed == before.claimed ||
+			        (c.published + c.dead ==
+			                before.published + before.dead &&
+			            c.held == before.held)))
 				break;
 			continue;
 		}
@@ -314,9 +405,112 @@ relay_loop(struct db *db, const struct opts *o)
 		if (c.claimed == before.claimed)
 			pause_ms(idle);
 	}
-	relay_free(r);
-	if (diag_verbose > 0)
-		stats(db, &c, &last, now_s() - tick);
+	if (!helper && diag_verbose > 0) {
+		sum = total();
+		stats(l->db, &sum, &last, now_s() - tick);
+	}
+	return rc;
+}
+
+static void *
+lane_main(void *arg)
+{
+	struct lane *l = arg;
+
+	l->rc = lane_run(l);
+	if (l->rc != 0) {
+		pthread_mutex_lock(&L.mu);
+		L.done = true;
+		pthread_mutex_unlock(&L.mu);
+	}
+	return NULL;
+}
+
+static int
+relay_loop(struct db *db, const struct opts *o)
+{
+	struct relay_opts ro = { .batch = conf_int("relay_batch"),
+		.max_attempts = conf_int("relay_max_attempts"),
+		.backoff_ms = conf_ms("relay_backoff"),
+		.backoff_max_ms = conf_ms("relay_backoff_max"),
+		.max_id = INT64_MAX };
+	int i, n = (int)conf_int("relay_jobs"), rc = 0, started = 0;
+	struct relay_counts c;
+	char err[1024], msg[512];
+
+	/* Bounded, so that cron runs end; late rows below it still count. */
+	if (o->once) {
+		if ((rc = db_query(db, max_id_sql, "")) != 0 ||
+		    (rc = -db_next(db)) > 0) {
+			diag_warn("read outbox_event on '%s': %s", db_where(db),
+			    db_error(db));
+			return rc;
+		}
+		ro.max_id = db_int(db, 0);
+		while (db_next(db) == 1)
+			;
+		rc = 0;
+	}
+	L.v = xcalloc((size_t)n, sizeof(*L.v));
+	L.n = n;
+	L.batch = ro.batch;
+	for (i = 0; i < n && rc == 0; i++) {
+		L.v[i].no = i;
+		L.v[i].o = o;
+		L.v[i].db =
+		    i == 0 ? db : db_connect(NULL, &rc, msg, sizeof(msg));
+		if (L.v[i].db == NULL) {
+			diag_warn("connect to '%s:%lld': %s",
+			    conf_str("db_host"), conf_int("db_port"), msg);
+			break;
+		}
+		L.v[i].r = relay_new(L.v[i].db, &ro, &rc, err, sizeof(err));
+		if (L.v[i].r == NULL)
+			diag_warn("%s", err);
+	}
+	if (rc == 0) {
+		diag_info(1,
+		    "publishing from '%s' to '%s', batches of %lld, %d lanes",
+		    db_where(db), conf_str("kafka_brokers"), ro.batch, n);
+		for (i = 1; i < n; i++) {
+			if ((errno = pthread_create(&L.v[i].thread, NULL,
+			         lane_main, &L.v[i])) != 0)
+				diag_die(EX_OSERR, "cannot start a thread: %s",
+				    strerror(errno));
+			started = i;
+		}
+		rc = lane_run(&L.v[0]);
+		pthread_mutex_lock(&L.mu);
+		L.done = true;
+		pthread_mutex_unlock(&L.mu);
+		for (i = 1; i <= started; i++) {
+			pthread_join(L.v[i].thread, NULL);
+			if (rc == 0)
+				rc = L.v[i].rc;
+		}
+		/*
+		 * When other lanes claimed too, rows of a payment split
+		 * between lanes were held back; they are due again by now.
+		 */
+		c = total();
+		if (rc == 0 && o->once && !stopping && c.held > 0 &&
+		    c.claimed > L.v[0].c.claimed) {
+			pause_ms(HOLD_PAUSE_MS);
+			pthread_mutex_lock(&L.mu);
+			L.n = 1;
+			L.v[0].c = c;
+			L.done = false;
+			pthread_mutex_unlock(&L.mu);
+			rc = lane_run(&L.v[0]);
+		}
+	}
+	c = total();
+	for (i = 0; i < n; i++) {
+		relay_free(L.v[i].r);
+		if (i > 0)
+			db_close(L.v[i].db);
+	}
+	free(L.v);
 	if (o->once && summary(&c) != 0 && rc == 0)
 		rc = EX_IOERR;
 	return rc != 0 ? rc : run_code(o, &c);
@@ -412,17 +606,18 @@ parse_args(int argc, char **argv, struct opts *o)
 		{ "batch", required_argument, NULL, 'b' },
 		{ "exit-status", no_argument, NULL, 'e' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "jobs", required_argument, NULL, 'j' },
 		{ "purge-older-than", required_argument, NULL, 'P' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *batch = NULL;
+	const char *batch = NULL, *jobs = NULL;
 	int c;
 
 	o->purge_ms = -1;
-	while ((c = getopt_long(argc, argv, ":1b:ehP:vVX:", longopts, NULL)) !=
-	    -1) {
+	while ((c = getopt_long(
+	            argc, argv, ":1b:ehj:P:vVX:", longopts, NULL)) != -1) {
 		switch (c) {
 		case '1':
 			o->once = true;
@@ -436,6 +631,9 @@ parse_args(int argc, char **argv, struct opts *o)
 		case 'h':
 			fputs(usage_text, stdout);
 			exit(diag_close_stdout());
+		case 'j':
+			jobs = optarg;
+			break;
 		case 'P':
 			if (conf_parse_duration(optarg, &o->purge_ms) != 0 ||
 			    o->purge_ms > 36500 * 86400000LL)
@@ -469,6 +667,11 @@ parse_args(int argc, char **argv, struct opts *o)
 		    o->once ? "once" : "exit-status");
 	if (o->exit_status && !o->once)
 		return diag_usage("option '--exit-status' needs '--once'");
+	if (jobs != NULL && o->purge_ms >= 0)
+		return diag_usage("option '--jobs' does not go with "
+		                  "'--purge-older-than'");
+	if (jobs != NULL)
+		conf_set_flag("relay_jobs", jobs);
 	if (batch != NULL)
 		conf_set_flag(
 		    o->purge_ms >= 0 ? "relay_purge_batch" : "relay_batch",

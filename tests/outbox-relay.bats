@@ -524,7 +524,7 @@ commit_late_row() {
 
 @test "-h prints the usage on stdout, -V the version" {
 	run -0 outbox-relay -h
-	[ "$output" = "usage: outbox-relay [-1ehVv] [-b count] [-P age] [-X key=value] ..." ]
+	[ "$output" = "usage: outbox-relay [-1ehVv] [-b count] [-j jobs] [-P age] [-X key=value] ..." ]
 	run -0 outbox-relay --version
 	[[ $output == "outbox-relay (paykit) "* ]]
 }
