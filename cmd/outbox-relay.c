@@ -267,27 +267,16 @@ total(void)
 	return t;
 }
 
+/* One of L's flags, read under its lock. */
 static bool
-lanes_done(void)
+flag(const bool *f)
 {
-	bool done;
+	bool v;
 
 	pthread_mutex_lock(&L.mu);
-	done = L.done;
+	v = *f;
 	pthread_mutex_unlock(&L.mu);
-	return done;
-}
-
-/* Whether a lane other than 0 should claim now. */
-static bool
-backlog(void)
-{
-	bool b;
-
-	pthread_mutex_lock(&L.mu);
-	b = L.backlog;
-	pthread_mutex_unlock(&L.mu);
-	return b;
+	return v;
 }
 
 /* After a batch: publish the lane's counts and what its claim said. */
@@ -318,8 +307,8 @@ lane_run(struct lane *l)
 	bool helper = l->no > 0, gone;
 	int rc = 0;
 
-	while (!stopping && !lanes_done()) {
-		if (helper && !backlog()) {
+	while (!stopping && !flag(&L.done)) {
+		if (helper && !flag(&L.backlog)) {
 			pause_ms(idle > 0 ? idle : 1);
 			continue;
 		}

@@ -537,36 +537,6 @@ static const char set_refunded_batch[] =
     " SET p.refunded_amount = p.refunded_amount + j.amount,"
     " p.status = IF(j.st = '', p.status, j.st)";
 
-/* Run sql with the text of a as its one parameter, if a has rows. */
-static int
-exec_set(struct db *db, const char *sql, const json_t *a, uint64_t *affected)
-{
-	char *text;
-	int rc;
-
-	*affected = 0;
-	if (json_array_size(a) == 0)
-		return 0;
-	if ((text = js_text(a)) == NULL)
-		diag_die(EX_SOFTWARE, "cannot encode a batch");
-	rc = db_exec(db, sql, "s", text);
-	free(text);
-	if (rc == 0)
-		*affected = db_affected(db);
-	return rc;
-}
-
-/* Rows locked by lock_all() cannot change: a count that differs is ours. */
-static int
-mismatch(uint64_t changed, size_t expected)
-{
-	if (changed == expected)
-		return 0;
-	diag_warn("record refunds: %llu rows changed, %zu expected",
-	    (unsigned long long)changed, expected);
-	return EX_SOFTWARE;
-}
-
 /*
  * Lock the batch: every job's payment, read into the job as lock() reads
  * it, and its request when the claim is still ours (held[i]).
@@ -676,7 +646,6 @@ record_batch(struct db *db, struct worker_job **v, size_t n)
 	json_t *reqs = json_array(), *pids = json_array(), *pays = NULL;
 	json_t *row;
 	size_t i, nreq = 0, npay = 0, nev = 0;
-	uint64_t changed;
 	struct job *j;
 	int64_t add;
 	int rc;
@@ -708,8 +677,7 @@ record_batch(struct db *db, struct worker_job **v, size_t n)
 			json_array_append_new(
 			    pids, json_integer(v[i]->payment_id));
 	}
-	if ((rc = exec_set(db, set_success_batch, reqs, &changed)) != 0 ||
-	    (rc = mismatch(changed, nreq)) != 0 ||
+	if ((rc = worker_exec_rows(db, set_success_batch, reqs, nreq)) != 0 ||
 	    (rc = count_all(db, pids, v, n, need, open)) != 0)
 		goto out;
 	pays = json_array();
@@ -740,8 +708,7 @@ record_batch(struct db *db, struct worker_job **v, size_t n)
 		}
 		refunded_event(&ev[nev++], j);
 	}
-	if ((rc = exec_set(db, set_refunded_batch, pays, &changed)) != 0 ||
-	    (rc = mismatch(changed, npay)) != 0)
+	if ((rc = worker_exec_rows(db, set_refunded_batch, pays, npay)) != 0)
 		goto out;
 	rc = outbox_insert_many(db, ev, nev);
 out:

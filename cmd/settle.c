@@ -470,39 +470,6 @@ static const char set_captured_batch[] =
     " SET p.status = 'CAPTURED', p.captured_amount = j.amount"
     " WHERE p.status = 'CAPTURE_REQUESTED'";
 
-/* Run sql with the text of a as its one parameter, if a has rows. */
-static int
-exec_set(struct db *db, const char *sql, const json_t *a, uint64_t *affected)
-{
-	char *text;
-	int rc;
-
-	*affected = 0;
-	if (json_array_size(a) == 0)
-		return 0;
-	if ((text = js_text(a)) == NULL)
-		diag_die(EX_SOFTWARE, "cannot encode a batch");
-	rc = db_exec(db, sql, "s", text);
-	free(text);
-	if (rc == 0)
-		*affected = db_affected(db);
-	return rc;
-}
-
-/*
- * The rows locked by lock_all() cannot change under the lock: a count that
- * differs is a fault of ours, not a lost claim.
- */
-static int
-mismatch(uint64_t changed, size_t expected)
-{
-	if (changed == expected)
-		return 0;
-	diag_warn("record settlements: %llu rows changed, %zu expected",
-	    (unsigned long long)changed, expected);
-	return EX_SOFTWARE;
-}
-
 /*
  * Lock the batch: every job's payment, and its request when the claim is
  * still ours; held[i] says so, captureable[i] that the payment is still
@@ -575,7 +542,6 @@ record_batch(struct db *db, struct worker_job **v, size_t n)
 	struct outbox_event *ev = xcalloc(n, sizeof(*ev));
 	json_t *reqs = NULL, *pays = NULL, *row;
 	size_t i, nreq = 0, npay = 0, nev = 0;
-	uint64_t changed;
 	int rc;
 
 	if ((rc = lock_all(db, v, n, held, captureable)) != 0)
@@ -607,11 +573,8 @@ record_batch(struct db *db, struct worker_job **v, size_t n)
 		    captureable[i] ? "settled" : "settled, status kept";
 		captured_event(&ev[nev++], v[i]);
 	}
-	if ((rc = exec_set(db, set_success_batch, reqs, &changed)) != 0 ||
-	    (rc = mismatch(changed, nreq)) != 0)
-		goto out;
-	if ((rc = exec_set(db, set_captured_batch, pays, &changed)) != 0 ||
-	    (rc = mismatch(changed, npay)) != 0)
+	if ((rc = worker_exec_rows(db, set_success_batch, reqs, nreq)) != 0 ||
+	    (rc = worker_exec_rows(db, set_captured_batch, pays, npay)) != 0)
 		goto out;
 	rc = outbox_insert_many(db, ev, nev);
 out:

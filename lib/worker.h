@@ -158,6 +158,15 @@ int worker_claim(struct db *db, struct worker_claim *c, const char *pick,
 int worker_failed(struct db *db, struct worker_job *j, const char *deferred,
     const char *failed);
 
+/*
+ * For record_batch: run sql with the text of a, a JSON array of rows, as
+ * its one parameter, when a has rows, and check that it changed expected
+ * rows.  The batch's rows are locked, so a count that differs is a fault
+ * of ours: one line and EX_SOFTWARE.  0 or an exit code.
+ */
+int worker_exec_rows(
+    struct db *db, const char *sql, const json_t *a, size_t expected);
+
 /* Copy src (NULL gives "") into dst of len bytes. */
 void worker_copy(char *dst, size_t len, const char *src);
 

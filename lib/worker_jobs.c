@@ -445,6 +445,29 @@ worker_failed(struct db *db, struct worker_job *j, const char *deferred,
 	return retry(db, j, failed, j->failures + 1, "failed");
 }
 
+int
+worker_exec_rows(
+    struct db *db, const char *sql, const json_t *a, size_t expected)
+{
+	uint64_t changed;
+	char *text;
+	int rc;
+
+	if (json_array_size(a) == 0)
+		return 0;
+	if ((text = js_text(a)) == NULL)
+		diag_die(EX_SOFTWARE, "cannot encode a batch");
+	rc = db_exec(db, sql, "s", text);
+	free(text);
+	if (rc != 0)
+		return rc;
+	if ((changed = db_affected(db)) == expected)
+		return 0;
+	diag_warn("record %ss: %llu rows changed, %zu expected", J.d->noun,
+	    (unsigned long long)changed, expected);
+	return EX_SOFTWARE;
+}
+
 struct batch {
 	struct worker_job **v;
 	size_t n;
