@@ -250,6 +250,16 @@ n_unlocked() {
 	check_delivery "$BATS_TEST_TMPDIR/got"
 }
 
+@test "four lanes and small batches: --once publishes every event once, in order per payment" {
+	add_events 300 4
+	run -0 --separate-stderr outbox-relay --once -j 4 -b 50
+	[ "$(n_status PUBLISHED)" = 1200 ]
+	echo "$output" | jq -e '.published == 1200 and .failed == 0'
+	consume payment.authorized >"$BATS_TEST_TMPDIR/got"
+	check_delivery "$BATS_TEST_TMPDIR/got"
+	[ "$(jq -s 'map(.id) | unique | length' "$BATS_TEST_TMPDIR/got")" = 1200 ]
+}
+
 outages() {
 	grep -c -- "connecting again" "$BATS_TEST_TMPDIR/$1.err"
 }
@@ -487,11 +497,20 @@ commit_late_row() {
 	assert_one_line_stderr "*option '-b' needs a value*"
 	run -64 --separate-stderr outbox-relay extra
 	assert_one_line_stderr "*unexpected argument 'extra'*"
+	run -64 --separate-stderr outbox-relay -j 0
+	assert_one_line_stderr "outbox-relay: setting 'relay_jobs': '0' is not an integer*"
+	run -64 --separate-stderr outbox-relay --jobs=17
+	assert_one_line_stderr "*'relay_jobs': '17'*"
+	run -64 --separate-stderr outbox-relay -j 2 -P 7d
+	assert_one_line_stderr "*'--jobs' does not go with '--purge-older-than'*"
+	[ "$(n_status PUBLISHED)" = 0 ]
 }
 
 @test "a bad setting or Kafka property is exit 78 with one line" {
 	PAY_RELAY_BATCH=0 run -78 --separate-stderr outbox-relay --once
 	assert_one_line_stderr "outbox-relay: setting 'PAY_RELAY_BATCH': '0' is not an integer"
+	PAY_RELAY_JOBS=x run -78 --separate-stderr outbox-relay --once
+	assert_one_line_stderr "outbox-relay: setting 'PAY_RELAY_JOBS': 'x' is not an integer*"
 	PAY_RELAY_BACKOFF=soon run -78 --separate-stderr outbox-relay --once
 	assert_one_line_stderr "*'PAY_RELAY_BACKOFF': 'soon' is not a duration*"
 	run -78 --separate-stderr outbox-relay --once -X no.such.property=1
