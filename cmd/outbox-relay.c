@@ -6,7 +6,7 @@
  * ordering and marking are lib/relay.c's; this file holds the options, the
  * polling loop, the stats line and the purge.
  *
- * Lanes.  relay_jobs lanes claim at once, each with its own connection,
+ * Lanes.  relay_jobs (-j) lanes claim at once, each with its own connection,
  * transaction and producer, as that many relays would (the claim's row
  * locks keep them apart, the ordering check keeps each payment in order):
  * while one lane waits for Kafka's acknowledgements, another has the
