@@ -544,23 +544,11 @@ static const char set_refunded_batch[] =
 static int
 lock_all(struct db *db, struct worker_job **v, size_t n, bool *held)
 {
-	json_t *a = json_array();
 	struct job *j;
 	long long k;
-	char *text;
-	size_t i;
 	int rc;
 
-	for (i = 0; i < n; i++)
-		json_array_append_new(a,
-		    json_pack("[I, I, s]", (json_int_t)v[i]->payment_id,
-		        (json_int_t)v[i]->id, v[i]->token));
-	if ((text = js_text(a)) == NULL)
-		diag_die(EX_SOFTWARE, "cannot encode a batch");
-	json_decref(a);
-	rc = db_query(db, lock_batch, "s", text);
-	free(text);
-	if (rc != 0)
+	if ((rc = worker_query_jobs(db, lock_batch, v, n)) != 0)
 		return rc;
 	while ((rc = db_next(db)) == 1) {
 		k = db_int(db, 0);

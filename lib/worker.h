@@ -167,6 +167,14 @@ int worker_failed(struct db *db, struct worker_job *j, const char *deferred,
 int worker_exec_rows(
     struct db *db, const char *sql, const json_t *a, size_t expected);
 
+/*
+ * For record_batch: run the query sql with one parameter, the jobs of v as
+ * a JSON array of [payment id, request id, token] rows; its result is then
+ * read with db_next().  0 or an exit code.
+ */
+int worker_query_jobs(
+    struct db *db, const char *sql, struct worker_job **v, size_t n);
+
 /* Copy src (NULL gives "") into dst of len bytes. */
 void worker_copy(char *dst, size_t len, const char *src);
 

@@ -468,6 +468,27 @@ worker_exec_rows(
 	return EX_SOFTWARE;
 }
 
+int
+worker_query_jobs(
+    struct db *db, const char *sql, struct worker_job **v, size_t n)
+{
+	json_t *a = json_array();
+	char *text;
+	size_t i;
+	int rc;
+
+	for (i = 0; i < n; i++)
+		json_array_append_new(a,
+		    json_pack("[I, I, s]", (json_int_t)v[i]->payment_id,
+		        (json_int_t)v[i]->id, v[i]->token));
+	if ((text = js_text(a)) == NULL)
+		diag_die(EX_SOFTWARE, "cannot encode a batch");
+	json_decref(a);
+	rc = db_query(db, sql, "s", text);
+	free(text);
+	return rc;
+}
+
 struct batch {
 	struct worker_job **v;
 	size_t n;
