@@ -14,8 +14,9 @@
  * backlog lasts, that is while the last claim of some lane came back full:
  * a trickle stays with lane 0, where two lanes would only split payments
  * between them and hold one of their events back.  A --once run ends when
- * lane 0's would; the other lanes then finish their batch, and if any of
- * them held rows back, lane 0 goes over what is due once more.
+ * lane 0's would; the other lanes then finish their batch, and lane 0 goes
+ * over what is due again once the rows held behind an event in flight
+ * elsewhere are due.
  */
 #include "conf.h"
 #include "db.h"
@@ -25,6 +26,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -42,8 +44,14 @@ static const char usage_text[] =
 #define OUTAGE_PAUSE_MAX_MS 5000
 /* After a deadlock or lock wait timeout, before the next claim. */
 #define RETRY_PAUSE_MS 100
-/* Before a --once run's last pass: longer than relay.c's least hold. */
-#define HOLD_PAUSE_MS 25
+/*
+ * A --once run's last passes, over rows it held back: at most this many,
+ * each after the last hold is over (and a little more, for the database's
+ * clock), unless that is further away than the longest wait.
+ */
+#define FINAL_PASSES 8
+#define FINAL_WAIT_MAX_S 1.0
+#define HOLD_SLACK_MS 5
 /* Between attempts to reach a lost database: doubled up to the last. */
 #define DB_PAUSE_MIN_MS 250
 #define DB_PAUSE_MAX_MS 2000
@@ -262,6 +270,7 @@ total(void)
 		t.failed += L.v[i].c.failed;
 		t.dead += L.v[i].c.dead;
 		t.held += L.v[i].c.held;
+		t.held_until = fmax(t.held_until, L.v[i].c.held_until);
 	}
 	pthread_mutex_unlock(&L.mu);
 	return t;
@@ -423,8 +432,9 @@ relay_loop(struct db *db, const struct opts *o)
 		.backoff_ms = conf_ms("relay_backoff"),
 		.backoff_max_ms = conf_ms("relay_backoff_max"),
 		.max_id = INT64_MAX };
-	int i, n = (int)conf_int("relay_jobs"), rc = 0, started = 0;
+	int i, n = (int)conf_int("relay_jobs"), rc = 0, started = 0, pass;
 	struct relay_counts c;
+	double wait, until;
 	char err[1024], msg[512];
 
 	/* Bounded, so that cron runs end; late rows below it still count. */
@@ -478,19 +488,27 @@ relay_loop(struct db *db, const struct opts *o)
 				rc = L.v[i].rc;
 		}
 		/*
-		 * When other lanes claimed too, rows of a payment split
-		 * between lanes were held back; they are due again by now.
+		 * Rows held back (an earlier event of their payment was in
+		 * another lane's batch, or another relay's) are due again
+		 * soon: wait for them and go over what is due once more, as
+		 * long as the last pass held rows back for a short while.
 		 */
 		c = total();
-		if (rc == 0 && o->once && !stopping && c.held > 0 &&
-		    c.claimed > L.v[0].c.claimed) {
-			pause_ms(HOLD_PAUSE_MS);
+		for (pass = 0, until = 0; rc == 0 && o->once && !stopping &&
+		     c.held_until > until && pass < FINAL_PASSES;
+		     pass++) {
+			wait = c.held_until - now_s();
+			if (wait > FINAL_WAIT_MAX_S)
+				break;
+			pause_ms((long long)(wait * 1000) + HOLD_SLACK_MS);
+			until = c.held_until;
 			pthread_mutex_lock(&L.mu);
 			L.n = 1;
 			L.v[0].c = c;
 			L.done = false;
 			pthread_mutex_unlock(&L.mu);
 			rc = lane_run(&L.v[0]);
+			c = total();
 		}
 	}
 	c = total();

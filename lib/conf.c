@@ -87,7 +87,7 @@ static struct setting settings[] = {
 	{ "refund_retry_max", T_DUR, "10m", 1, DAY_MS },
 	{ "ledger_group", T_STR, "ledger-apply" },
 	{ "relay_batch", T_INT, "1000", 1, 10000 },
-	{ "relay_jobs", T_INT, "1", 1, 16 },
+	{ "relay_jobs", T_INT, "2", 1, 16 },
 	{ "relay_max_attempts", T_INT, "20", 1, 1000 },
 	{ "relay_backoff", T_DUR, "1s", 1, DAY_MS },
 	{ "relay_backoff_max", T_DUR, "5m", 1, DAY_MS },

@@ -63,6 +63,7 @@
 #include "topics.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <librdkafka/rdkafka.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -523,6 +524,7 @@ plan(struct relay *r, int *waves)
 		if (r->items[i].wave == RELAY_HELD) {
 			r->rows[i].state = S_HELD;
 			r->rows[i].delay_us = r->items[i].hold_us;
+			r->rows[i].brief = r->items[i].hold_us <= HOLD_MIN_US;
 		}
 	}
 	link_payments(r);
@@ -571,6 +573,13 @@ mark_json(struct relay *r, int rc, const char *sql, json_t *a)
 	return rc;
 }
 
+/* How long a held row waits: until its earlier event is due, or a little. */
+static int64_t
+held_us(const struct row *w)
+{
+	return w->delay_us > HOLD_MIN_US ? w->delay_us : HOLD_MIN_US;
+}
+
 static int
 mark(struct relay *r)
 {
@@ -601,9 +610,7 @@ mark(struct relay *r)
 		default:
 			json_array_append_new(held,
 			    json_pack("[I,I]", (json_int_t)w->id,
-			        (json_int_t)(w->delay_us > HOLD_MIN_US
-			                ? w->delay_us
-			                : HOLD_MIN_US)));
+			        (json_int_t)held_us(w)));
 			break;
 		}
 	}
@@ -730,6 +737,11 @@ relay_batch(struct relay *r, struct relay_counts *c, enum relay_outcome *out)
 	c->published += n[S_OK];
 	c->dead += n[S_GONE];
 	c->held += n[S_HELD] + n[S_NEW];
+	/* Not rows behind a failure: they wait for its retry. */
+	for (i = 0; i < r->nrows; i++)
+		if (r->rows[i].state == S_HELD && r->rows[i].brief)
+			c->held_until = fmax(c->held_until,
+			    t[NPHASES] + held_us(&r->rows[i]) / 1e6);
 	clear_rows(r);
 	return 0;
 }

@@ -28,6 +28,8 @@ struct relay_opts {
 /* What batches did, added up by relay_batch(). */
 struct relay_counts {
 	uint64_t batches, claimed, published, failed, dead, held;
+	/* When the last row held back is due again (CLOCK_MONOTONIC, s). */
+	double held_until;
 };
 
 enum relay_outcome {

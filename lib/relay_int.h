@@ -34,6 +34,7 @@ struct row {
 	int wave;
 	enum state state;
 	bool dlq; /* what was sent is its dead-letter record */
+	bool brief; /* held for an earlier event that is due: in flight */
 	rd_kafka_resp_err_t err;
 	char errmsg[256];
 	long long delay_us; /* retry or hold delay */
