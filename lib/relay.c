@@ -63,8 +63,8 @@
 #include "topics.h"
 
 #include <jansson.h>
-#include <math.h>
 #include <librdkafka/rdkafka.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
