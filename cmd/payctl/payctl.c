@@ -24,6 +24,8 @@ static const struct command {
 	{ "audit", cmd_audit, "prove the pipeline's invariants" },
 	{ "recover", cmd_recover,
 	    "finish authorizations whose claim was left behind" },
+	{ "recount", cmd_recount,
+	    "make the running counts again from their rows" },
 	{ "migrate", cmd_migrate, "apply the schema migrations" },
 	{ "config", cmd_config,
 	    "print the settings in effect, secrets masked" },

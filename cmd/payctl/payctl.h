@@ -24,6 +24,7 @@ int cmd_list(int argc, char **argv);
 int cmd_breaker(int argc, char **argv);
 int cmd_audit(int argc, char **argv);
 int cmd_recover(int argc, char **argv);
+int cmd_recount(int argc, char **argv);
 
 /*
  * Load the configuration and connect to the database, or print why not and
