@@ -322,6 +322,7 @@ cmd_recount(int argc, char **argv)
 	struct recount r = { 0 };
 	struct conn conn = { 0 };
 	long long wrong = 0;
+	const char *why;
 	int64_t deadline;
 	int c, rc;
 
@@ -345,8 +346,12 @@ cmd_recount(int argc, char **argv)
 	if ((rc = conn_retry(&conn, deadline, outbox, &r)) == 0)
 		rc = conn_retry(&conn, deadline, ledger, &r);
 	if (rc != 0) {
-		diag_warn("%s: %s", r.what[0] ? r.what : "connect",
-		    conn_error(&conn));
+		why = conn_error(&conn);
+		if (why == NULL || why[0] == '\0')
+			diag_warn("%s", r.what); /* a turn not given */
+		else
+			diag_warn(
+			    "%s: %s", r.what[0] ? r.what : "connect", why);
 	} else if ((rc = report(&r, &wrong)) == 0 && r.dry && wrong > 0) {
 		rc = EX_MISMATCH;
 	}
