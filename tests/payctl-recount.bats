@@ -51,6 +51,21 @@ stored() {
 		SELECT * FROM ledger_balance ORDER BY account, side, currency, shard"
 }
 
+# recount_during WORKER SQL LIMIT: payctl recount again and again while
+# the started WORKER writes, until SQL counts LIMIT rows, none after (a
+# later one would mend what an earlier one broke); then WORKER must still
+# be running, and must exit 0.
+recount_during() {
+	local n=0
+	while [ "$(sql "$2")" -lt "$3" ]; do
+		run -0 --separate-stderr payctl recount
+		n=$((n + 1))
+	done
+	kill -0 "$(pid_of "$1")"
+	wait "$(pid_of "$1")"
+	[ "$n" -ge 3 ]
+}
+
 @test "-h prints the usage without a database" {
 	PAY_DB_PORT=1 run -0 payctl recount -h
 	[ "$output" = "usage: payctl recount [-hn]" ]
@@ -124,17 +139,8 @@ stored() {
 		payload) SELECT UUID(), seq, 'PAYMENT_AUTHORIZED', '{}'
 		FROM seq_1_to_30000"
 	start relay outbox-relay --once -b 100
-	# Recounts while the relay marks rows, none after: a later one would
-	# mend what an earlier one broke.
-	n=0
-	while [ "$(sql "SELECT COUNT(*) FROM outbox_event
-		WHERE status = 'PUBLISHED'")" -lt 20000 ]; do
-		run -0 --separate-stderr payctl recount
-		n=$((n + 1))
-	done
-	kill -0 "$(pid_of relay)"
-	wait "$(pid_of relay)"
-	[ "$n" -ge 3 ]
+	recount_during relay "SELECT COUNT(*) FROM outbox_event
+		WHERE status = 'PUBLISHED'" 20000
 	[ "$(sql "SELECT COUNT(*) FROM outbox_event WHERE status = 'PUBLISHED'")" = 30000 ]
 	run -0 --separate-stderr payctl recount -n
 	jq -e -s '.[0] == {count: "outbox_count", published: 30000, was: 30000, ok: true}' <<<"$output"
@@ -149,14 +155,7 @@ stored() {
 			"$i" "$(uuid)" "$i"
 	done | produce payment.captured
 	PAY_CONSUMER_BATCH=20 start ledger ledger-apply --once -g "$(group l)"
-	n=0
-	while [ "$(sql "SELECT COUNT(*) FROM ledger_entry")" -lt 4000 ]; do
-		run -0 --separate-stderr payctl recount
-		n=$((n + 1))
-	done
-	kill -0 "$(pid_of ledger)"
-	wait "$(pid_of ledger)"
-	[ "$n" -ge 3 ]
+	recount_during ledger "SELECT COUNT(*) FROM ledger_entry" 4000
 	[ "$(sql "SELECT COUNT(*) FROM ledger_entry")" = 6000 ]
 	run -0 --separate-stderr payctl recount -n
 	jq -e -s 'all(.[]; .ok) and length == 3' <<<"$output"
