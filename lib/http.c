@@ -7,6 +7,7 @@
 #include "diag.h"
 
 #include <curl/curl.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -24,13 +25,72 @@ struct http {
 	size_t len, cap;
 };
 
+/*
+ * libcurl is loaded when a program makes its first client, not when it
+ * starts.  With what it links (OpenSSL and GnuTLS, Kerberos, LDAP, SSH,
+ * RTMP, ...) loading it is about half of a payctl process's start, and
+ * only the commands that call the gateway need it.  "libcurl.so.4" is
+ * libcurl's ABI; the functions below are looked up once, into cu.
+ */
+#define CURL_LIB "libcurl.so.4"
+#define CURL_FUNCS                                                             \
+	F(global_init)                                                         \
+	F(easy_init)                                                           \
+	F(easy_setopt)                                                         \
+	F(easy_perform)                                                        \
+	F(easy_getinfo)                                                        \
+	F(easy_cleanup)                                                        \
+	F(easy_strerror)                                                       \
+	F(slist_append)                                                        \
+	F(slist_free_all)                                                      \
+	F(multi_init)                                                          \
+	F(multi_setopt)                                                        \
+	F(multi_add_handle)                                                    \
+	F(multi_remove_handle)                                                 \
+	F(multi_assign)                                                        \
+	F(multi_info_read)                                                     \
+	F(multi_socket_action)                                                 \
+	F(multi_cleanup)
+
+static struct {
+#define F(name) __typeof__(curl_##name) *name;
+	CURL_FUNCS
+#undef F
+} cu;
+
 static pthread_once_t once = PTHREAD_ONCE_INIT;
+static char load_error[512]; /* why libcurl is not there; "" when it is */
 
 static void
-global_init(void)
+load(void)
 {
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
-		diag_die(EX_SOFTWARE, "curl_global_init failed");
+	void *lib;
+
+	if ((lib = dlopen(CURL_LIB, RTLD_LAZY | RTLD_LOCAL)) == NULL) {
+		snprintf(load_error, sizeof(load_error), "cannot load '%s': %s",
+		    CURL_LIB, dlerror());
+		return;
+	}
+#define F(name)                                                                \
+	if ((*(void **)&cu.name = dlsym(lib, "curl_" #name)) == NULL) {        \
+		snprintf(load_error, sizeof(load_error),                       \
+		    "cannot load '%s': no curl_%s", CURL_LIB, #name);          \
+		return;                                                        \
+	}
+	CURL_FUNCS
+#undef F
+	if (cu.global_init(CURL_GLOBAL_DEFAULT) != 0)
+		snprintf(load_error, sizeof(load_error),
+		    "cannot load '%s': curl_global_init failed", CURL_LIB);
+}
+
+/* Load libcurl once, or die saying why. */
+static void
+need_curl(void)
+{
+	pthread_once(&once, load);
+	if (load_error[0] != '\0')
+		diag_die(EX_UNAVAILABLE, "%s", load_error);
 }
 
 static size_t
@@ -56,23 +116,23 @@ json_headers(void)
 {
 	struct curl_slist *l;
 
-	l = curl_slist_append(NULL, "Content-Type: application/json");
-	return curl_slist_append(l, "Expect:");
+	l = cu.slist_append(NULL, "Content-Type: application/json");
+	return cu.slist_append(l, "Expect:");
 }
 
 /* An easy handle with the settings every call has. */
 static CURL *
 new_easy(void)
 {
-	CURL *e = curl_easy_init();
+	CURL *e = cu.easy_init();
 
 	if (e == NULL)
 		diag_die(EX_SOFTWARE, "curl_easy_init failed");
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(
+	cu.easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	cu.easy_setopt(
 	    e, CURLOPT_CONNECTTIMEOUT_MS, (long)conf_ms("pg_connect_timeout"));
-	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)conf_ms("pg_timeout"));
-	curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
+	cu.easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)conf_ms("pg_timeout"));
+	cu.easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
 	return e;
 }
 
@@ -81,12 +141,12 @@ http_new(void)
 {
 	struct http *h;
 
-	pthread_once(&once, global_init);
+	need_curl();
 	h = xcalloc(1, sizeof(*h));
 	h->curl = new_easy();
 	h->headers = json_headers();
-	curl_easy_setopt(h->curl, CURLOPT_WRITEFUNCTION, collect);
-	curl_easy_setopt(h->curl, CURLOPT_WRITEDATA, h);
+	cu.easy_setopt(h->curl, CURLOPT_WRITEFUNCTION, collect);
+	cu.easy_setopt(h->curl, CURLOPT_WRITEDATA, h);
 	return h;
 }
 
@@ -95,8 +155,8 @@ http_close(struct http *h)
 {
 	if (h == NULL)
 		return;
-	curl_slist_free_all(h->headers);
-	curl_easy_cleanup(h->curl);
+	cu.slist_free_all(h->headers);
+	cu.easy_cleanup(h->curl);
 	free(h->buf);
 	free(h);
 }
@@ -108,14 +168,14 @@ finished(CURL *e, CURLcode cc, struct http_reply *r)
 	double secs = 0;
 
 	memset(r, 0, sizeof(*r));
-	curl_easy_getinfo(e, CURLINFO_TOTAL_TIME, &secs);
+	cu.easy_getinfo(e, CURLINFO_TOTAL_TIME, &secs);
 	r->ms = secs * 1000.0;
 	if (cc != CURLE_OK) {
-		snprintf(r->err, sizeof(r->err), "%s", curl_easy_strerror(cc));
+		snprintf(r->err, sizeof(r->err), "%s", cu.easy_strerror(cc));
 		r->timed_out = cc == CURLE_OPERATION_TIMEDOUT;
 		return r->timed_out ? EX_TEMPFAIL : EX_UNAVAILABLE;
 	}
-	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &r->status);
+	cu.easy_getinfo(e, CURLINFO_RESPONSE_CODE, &r->status);
 	return 0;
 }
 
@@ -125,8 +185,8 @@ perform(struct http *h, const char *url, struct http_reply *r)
 	int rc;
 
 	h->len = 0;
-	curl_easy_setopt(h->curl, CURLOPT_URL, url);
-	if ((rc = finished(h->curl, curl_easy_perform(h->curl), r)) != 0)
+	cu.easy_setopt(h->curl, CURLOPT_URL, url);
+	if ((rc = finished(h->curl, cu.easy_perform(h->curl), r)) != 0)
 		return rc;
 	/* A copy: the buffer is the client's, and used again. */
 	r->body = xmalloc(h->len + 1);
@@ -140,16 +200,16 @@ int
 http_post_json(
     struct http *h, const char *url, const char *body, struct http_reply *r)
 {
-	curl_easy_setopt(h->curl, CURLOPT_HTTPHEADER, h->headers);
-	curl_easy_setopt(h->curl, CURLOPT_POSTFIELDS, body);
-	curl_easy_setopt(h->curl, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+	cu.easy_setopt(h->curl, CURLOPT_HTTPHEADER, h->headers);
+	cu.easy_setopt(h->curl, CURLOPT_POSTFIELDS, body);
+	cu.easy_setopt(h->curl, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
 	return perform(h, url, r);
 }
 
 int
 http_get(struct http *h, const char *url, struct http_reply *r)
 {
-	curl_easy_setopt(h->curl, CURLOPT_HTTPGET, 1L);
+	cu.easy_setopt(h->curl, CURLOPT_HTTPGET, 1L);
 	return perform(h, url, r);
 }
 
@@ -212,7 +272,7 @@ on_socket(CURL *e, curl_socket_t s, int what, void *arg, void *known)
 	(void)e;
 	if (what == CURL_POLL_REMOVE) {
 		epoll_ctl(m->ep, EPOLL_CTL_DEL, s, NULL);
-		curl_multi_assign(m->multi, s, NULL);
+		cu.multi_assign(m->multi, s, NULL);
 		return 0;
 	}
 	ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0) |
@@ -222,7 +282,7 @@ on_socket(CURL *e, curl_socket_t s, int what, void *arg, void *known)
 		if (epoll_ctl(m->ep, EPOLL_CTL_ADD, s, &ev) != 0 &&
 		    errno == EEXIST)
 			epoll_ctl(m->ep, EPOLL_CTL_MOD, s, &ev);
-		curl_multi_assign(m->multi, s, m);
+		cu.multi_assign(m->multi, s, m);
 	} else {
 		epoll_ctl(m->ep, EPOLL_CTL_MOD, s, &ev);
 	}
@@ -246,9 +306,9 @@ http_multi_new(long conns)
 	struct http_multi *m;
 	struct epoll_event ev = { .events = EPOLLIN };
 
-	pthread_once(&once, global_init);
+	need_curl();
 	m = xcalloc(1, sizeof(*m));
-	if ((m->multi = curl_multi_init()) == NULL)
+	if ((m->multi = cu.multi_init()) == NULL)
 		diag_die(EX_SOFTWARE, "curl_multi_init failed");
 	if ((m->ep = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
 	    (m->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
@@ -258,17 +318,16 @@ http_multi_new(long conns)
 	if (epoll_ctl(m->ep, EPOLL_CTL_ADD, m->wake, &ev) != 0)
 		diag_die(EX_OSERR, "epoll_ctl: %s", strerror(errno));
 	m->deadline = -1;
-	curl_multi_setopt(m->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-	curl_multi_setopt(m->multi, CURLMOPT_SOCKETDATA, m);
-	curl_multi_setopt(m->multi, CURLMOPT_TIMERFUNCTION, on_timer);
-	curl_multi_setopt(m->multi, CURLMOPT_TIMERDATA, m);
+	cu.multi_setopt(m->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+	cu.multi_setopt(m->multi, CURLMOPT_SOCKETDATA, m);
+	cu.multi_setopt(m->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+	cu.multi_setopt(m->multi, CURLMOPT_TIMERDATA, m);
 	/*
 	 * libcurl's default keeps four connections per call in flight at
 	 * the moment one is given back: after a burst, as the last calls
 	 * end, it closes the connections the next burst then opens again.
 	 */
-	curl_multi_setopt(
-	    m->multi, CURLMOPT_MAXCONNECTS, conns > 0 ? conns : 1);
+	cu.multi_setopt(m->multi, CURLMOPT_MAXCONNECTS, conns > 0 ? conns : 1);
 	m->headers = json_headers();
 	return m;
 }
@@ -279,15 +338,15 @@ http_multi_free(struct http_multi *m)
 	if (m == NULL)
 		return;
 	while (m->nbusy > 0) {
-		curl_multi_remove_handle(m->multi, m->busy[--m->nbusy]->easy);
-		curl_easy_cleanup(m->busy[m->nbusy]->easy);
+		cu.multi_remove_handle(m->multi, m->busy[--m->nbusy]->easy);
+		cu.easy_cleanup(m->busy[m->nbusy]->easy);
 	}
 	free(m->busy);
 	while (m->nidle > 0)
-		curl_easy_cleanup(m->idle[--m->nidle]);
+		cu.easy_cleanup(m->idle[--m->nidle]);
 	free(m->idle);
-	curl_multi_cleanup(m->multi);
-	curl_slist_free_all(m->headers);
+	cu.multi_cleanup(m->multi);
+	cu.slist_free_all(m->headers);
 	close(m->ep);
 	close(m->wake);
 	free(m);
@@ -300,13 +359,13 @@ http_multi_post(struct http_multi *m, struct http_call *c)
 
 	c->easy = e;
 	c->len = 0;
-	curl_easy_setopt(e, CURLOPT_URL, c->url);
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, m->headers);
-	curl_easy_setopt(e, CURLOPT_POSTFIELDS, c->body);
-	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)strlen(c->body));
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect_call);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
-	curl_easy_setopt(e, CURLOPT_PRIVATE, c);
+	cu.easy_setopt(e, CURLOPT_URL, c->url);
+	cu.easy_setopt(e, CURLOPT_HTTPHEADER, m->headers);
+	cu.easy_setopt(e, CURLOPT_POSTFIELDS, c->body);
+	cu.easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)strlen(c->body));
+	cu.easy_setopt(e, CURLOPT_WRITEFUNCTION, collect_call);
+	cu.easy_setopt(e, CURLOPT_WRITEDATA, c);
+	cu.easy_setopt(e, CURLOPT_PRIVATE, c);
 	if (m->nbusy == m->busycap) {
 		m->busycap = m->busycap ? m->busycap * 2 : 64;
 		m->busy = xrealloc(m->busy, m->busycap * sizeof(*m->busy));
@@ -314,7 +373,7 @@ http_multi_post(struct http_multi *m, struct http_call *c)
 	c->slot = m->nbusy;
 	m->busy[m->nbusy++] = c;
 	/* Sets the timer to 0: the next http_multi_run() starts the call. */
-	curl_multi_add_handle(m->multi, e);
+	cu.multi_add_handle(m->multi, e);
 }
 
 static void
@@ -324,8 +383,8 @@ call_done(struct http_multi *m, CURL *e, CURLcode cc)
 	struct http_call *c;
 	int rc;
 
-	curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&c);
-	curl_multi_remove_handle(m->multi, e);
+	cu.easy_getinfo(e, CURLINFO_PRIVATE, (char **)&c);
+	cu.multi_remove_handle(m->multi, e);
 	rc = finished(e, cc, &r);
 	if (rc == 0) {
 		r.body = c->buf ? c->buf : "";
@@ -348,7 +407,7 @@ reap(struct http_multi *m)
 	CURLMsg *msg;
 	int left;
 
-	while ((msg = curl_multi_info_read(m->multi, &left)) != NULL)
+	while ((msg = cu.multi_info_read(m->multi, &left)) != NULL)
 		if (msg->msg == CURLMSG_DONE)
 			call_done(m, msg->easy_handle, msg->data.result);
 }
@@ -361,7 +420,7 @@ timer_due(struct http_multi *m)
 
 	if (m->deadline >= 0 && clock_mono_ms() >= m->deadline) {
 		m->deadline = -1;
-		curl_multi_socket_action(
+		cu.multi_socket_action(
 		    m->multi, CURL_SOCKET_TIMEOUT, 0, &still);
 	}
 }
@@ -390,8 +449,7 @@ http_multi_run(struct http_multi *m, int ms)
 		    (ev[i].events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
 		    (ev[i].events & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR
 		                                          : 0);
-		curl_multi_socket_action(
-		    m->multi, ev[i].data.fd, flags, &still);
+		cu.multi_socket_action(m->multi, ev[i].data.fd, flags, &still);
 	}
 	timer_due(m);
 	reap(m);

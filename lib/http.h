@@ -22,6 +22,10 @@ struct http_reply {
 	char err[256]; /* why there was no answer */
 };
 
+/*
+ * libcurl is loaded by the first http_new() or http_multi_new(), not when
+ * the program starts; they exit 69 when it cannot be loaded.
+ */
 struct http *http_new(void);
 void http_close(struct http *h);
 

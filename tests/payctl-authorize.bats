@@ -244,6 +244,22 @@ gateway_fails() {
 	PAY_PG_URL=http://127.0.0.1:1 gateway_fails 69
 }
 
+@test "libcurl is loaded to call the gateway only: without it, exit 69 and nothing written" {
+	mkdir "$BATS_TEST_TMPDIR/lib"
+	echo 'not a library' >"$BATS_TEST_TMPDIR/lib/libcurl.so.4"
+	k=$(new_key nocurl)
+	LD_LIBRARY_PATH=$BATS_TEST_TMPDIR/lib run -69 --separate-stderr \
+		payctl authorize -m M1 -a 900 -k "$k"
+	assert_one_line_stderr "payctl authorize: cannot load 'libcurl.so.4': *"
+	[ -z "$output" ]
+	[ "$(rows "idempotency_key = '$k'")" -eq 0 ]
+	# What does not call the gateway does not need it.
+	run -0 payctl authorize -m M1 -a 900 -k "$k"
+	id=$(echo "$output" | jq -r .payment_id)
+	LD_LIBRARY_PATH=$BATS_TEST_TMPDIR/lib run -0 payctl show "$id"
+	echo "$output" | jq -e --arg k "$k" '.idempotency_key == $k'
+}
+
 @test "an unreachable database is exit 69 with one line and no output" {
 	PAY_DB_PORT=1 run -69 --separate-stderr payctl authorize -m M1 -a 1 -k k1
 	assert_one_line_stderr "payctl authorize: connect to '127.0.0.1:1': *"
