@@ -68,7 +68,7 @@ recount_during() {
 
 @test "-h prints the usage without a database" {
 	PAY_DB_PORT=1 run -0 payctl recount -h
-	[ "$output" = "usage: payctl recount [-hn]" ]
+	[ "$output" = "usage: payctl recount [-hn] [-w seconds]" ]
 }
 
 @test "refuses bad flags and operands with exit 64 and one line" {
@@ -78,6 +78,11 @@ recount_during() {
 	run -64 --separate-stderr payctl recount now
 	assert_one_line_stderr "payctl recount: unexpected argument 'now'*"
 	[ -z "$output" ]
+	for w in '' abc -1 3601 1.5; do
+		run -64 --separate-stderr payctl recount -w "$w"
+		assert_one_line_stderr "payctl recount: option '--wait': '$w' is not 0 to 3600 seconds*"
+		[ -z "$output" ]
+	done
 }
 
 @test "an unreachable database is exit 69 with one line" {
@@ -160,6 +165,27 @@ recount_during() {
 	run -0 --separate-stderr payctl recount -n
 	jq -e -s 'all(.[]; .ok) and length == 3' <<<"$output"
 	jq -e -s '[.[1:][] | .entries] == [3000, 3000]' <<<"$output"
+}
+
+@test "a turn held longer than -w is exit 75 with one line, and nothing is written" {
+	rows 30 20
+	sql "UPDATE outbox_count SET published = 25"
+	before=$(stored)
+	# Another recount's turn, held until its session is killed.
+	sql "SELECT GET_LOCK('paykit.recount', 0), SLEEP(60)" >/dev/null 2>&1 &
+	holder=$!
+	until [ "$(sql "SELECT COALESCE(IS_USED_LOCK('paykit.recount'), 0)")" != 0 ]; do
+		kill -0 "$holder"
+	done
+	run -75 --separate-stderr payctl recount -w 1
+	sql "KILL $(sql "SELECT IS_USED_LOCK('paykit.recount')")"
+	wait "$holder" || true
+	assert_one_line_stderr "payctl recount: wait for another payctl recount for 1s"
+	[ -z "$output" ]
+	[ "$(stored)" = "$before" ]
+	# The turn is given once its holder is gone.
+	run -0 --separate-stderr payctl recount -w 10
+	jq -e -s '.[0].published == 20 and .[0].was == 25' <<<"$output"
 }
 
 @test "recounts at the same time take turns: a difference is added once" {

@@ -18,9 +18,10 @@
  * beyond one row update, and the count is right whatever they committed
  * in between.  Two recounts take turns (a named lock), so that no
  * difference is added twice.  A deadlock, a lock wait or a lost connection
- * makes it try again for up to a minute.
+ * makes it try again; -w bounds both waits (a minute by default).
  */
 #include "clock.h"
+#include "conf.h"
 #include "diag.h"
 #include "js.h"
 #include "payctl.h"
@@ -30,7 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char usage_text[] = "usage: payctl recount [-hn]\n";
+static const char usage_text[] = "usage: payctl recount [-hn] [-w seconds]\n";
 
 /* The modulus of ledger_balance.checksum (migration 0010). */
 #define CHECKSUM_MOD "2147483647"
@@ -74,6 +75,7 @@ struct bal {
 
 struct recount {
 	bool dry; /* write nothing */
+	long long wait; /* seconds to wait for a turn and through refusals */
 	int64_t published, kept;
 	struct bal *v;
 	size_t nv, cap;
@@ -108,14 +110,17 @@ one_int(struct db *db, const char *sql, const char *types, int64_t arg,
 static int
 turn(struct db *db, struct recount *r)
 {
+	char what[64];
 	int64_t got;
 	int rc;
 
-	if ((rc = one_int(db, take_turn, "i", 60, &got)) != 0)
+	if ((rc = one_int(db, take_turn, "i", r->wait, &got)) != 0)
 		return fail(db, r, rc, "wait for another payctl recount");
-	if (got != 1)
-		return fail(db, r, EX_TEMPFAIL,
-		    "wait for another payctl recount for a minute");
+	if (got != 1) {
+		snprintf(what, sizeof(what),
+		    "wait for another payctl recount for %llds", r->wait);
+		return fail(db, r, EX_TEMPFAIL, what);
+	}
 	return 0;
 }
 
@@ -317,22 +322,30 @@ cmd_recount(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "dry-run", no_argument, NULL, 'n' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "wait", required_argument, NULL, 'w' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct recount r = { 0 };
+	struct recount r = { .wait = 60 };
 	struct conn conn = { 0 };
 	long long wrong = 0;
 	const char *why;
 	int64_t deadline;
 	int c, rc;
 
-	while ((c = getopt_long(argc, argv, ":hn", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":hnw:", opts, NULL)) != -1) {
 		switch (c) {
 		case 'h':
 			fputs(usage_text, stdout);
 			return 0;
 		case 'n':
 			r.dry = true;
+			break;
+		case 'w':
+			if (conf_parse_int(optarg, 0, 3600, &r.wait) != 0)
+				return diag_usage(
+				    "option '--wait': '%s' is not "
+				    "0 to 3600 seconds",
+				    optarg);
 			break;
 		default:
 			return diag_badopt(c, argv);
@@ -342,7 +355,7 @@ cmd_recount(int argc, char **argv)
 		return diag_usage("unexpected argument '%s'", argv[optind]);
 	if ((rc = payctl_connect(&conn.db)) != 0)
 		return rc;
-	deadline = clock_mono_ms() + 60000;
+	deadline = clock_mono_ms() + r.wait * 1000;
 	if ((rc = conn_retry(&conn, deadline, outbox, &r)) == 0)
 		rc = conn_retry(&conn, deadline, ledger, &r);
 	if (rc != 0) {
