@@ -323,11 +323,8 @@ cmd_migrate(int argc, char **argv)
 			status_only = true;
 			break;
 		case 'w':
-			if (conf_parse_int(optarg, 0, 3600, &wait) != 0)
-				return diag_usage(
-				    "option '--wait': '%s' is not "
-				    "0 to 3600 seconds",
-				    optarg);
+			if ((rc = payctl_parse_wait(optarg, &wait)) != 0)
+				return rc;
 			break;
 		default:
 			return diag_badopt(c, argv);

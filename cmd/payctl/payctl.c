@@ -63,6 +63,15 @@ payctl_connect(struct db **db)
 	return 0;
 }
 
+int
+payctl_parse_wait(const char *s, long long *secs)
+{
+	if (conf_parse_int(s, 0, 3600, secs) != 0)
+		return diag_usage(
+		    "option '--wait': '%s' is not 0 to 3600 seconds", s);
+	return 0;
+}
+
 /*
  * Leave without running the libraries' exit-time cleanup: OpenSSL, GnuTLS
  * and libcurl free table after table that the kernel takes back at once,

@@ -33,6 +33,12 @@ int cmd_recount(int argc, char **argv);
 int payctl_connect(struct db **db);
 
 /*
+ * The -w/--wait seconds of migrate and recount (0 to 3600) into *secs: 0,
+ * or the usage error's exit code, said.
+ */
+int payctl_parse_wait(const char *s, long long *secs);
+
+/*
  * conn.c: a database connection that is made again after the server went
  * away.  shared is a connection someone else holds too (the breaker's):
  * conn_fail() lets go of it without closing it.

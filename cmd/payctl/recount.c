@@ -21,7 +21,6 @@
  * makes it try again; -w bounds both waits (a minute by default).
  */
 #include "clock.h"
-#include "conf.h"
 #include "diag.h"
 #include "js.h"
 #include "payctl.h"
@@ -341,11 +340,8 @@ cmd_recount(int argc, char **argv)
 			r.dry = true;
 			break;
 		case 'w':
-			if (conf_parse_int(optarg, 0, 3600, &r.wait) != 0)
-				return diag_usage(
-				    "option '--wait': '%s' is not "
-				    "0 to 3600 seconds",
-				    optarg);
+			if ((rc = payctl_parse_wait(optarg, &r.wait)) != 0)
+				return rc;
 			break;
 		default:
 			return diag_badopt(c, argv);
