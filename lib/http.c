@@ -30,7 +30,9 @@ struct http {
  * starts.  With what it links (OpenSSL and GnuTLS, Kerberos, LDAP, SSH,
  * RTMP, ...) loading it is about half of a payctl process's start, and
  * only the commands that call the gateway need it.  "libcurl.so.4" is
- * libcurl's ABI; the functions below are looked up once, into cu.
+ * libcurl's ABI; the functions below are looked up once, into cu.  Called
+ * through cu, curl_easy_setopt() loses the header's compile-time check of
+ * each option's argument type: pass longs as 1L or (long), as below.
  */
 #define CURL_LIB "libcurl.so.4"
 #define CURL_FUNCS                                                             \
